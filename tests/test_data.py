@@ -1,0 +1,148 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+from conftest import make_folder
+from foldertune import data
+from foldertune.config import ConfigError, parse_args
+
+
+def test_label_names_survive_numeric_and_mixed_case_folders(tmp_path):
+    names = [str(i) for i in range(13)] + ["Rose", "rose"]
+    make_folder(tmp_path / "train", {n: 2 for n in names})
+    make_folder(tmp_path / "val", {"10": 1, "2": 1, "Rose": 1})  # a subset, so its own ids differ from train's
+    train = data.scan_folder(str(tmp_path / "train"), "train_dir")
+    val = data.scan_folder(str(tmp_path / "val"), "validation_dir")
+    class_names = data.check_layouts(train, val, None)
+    assert class_names[:5] == ["0", "1", "10", "11", "12"]  # string order, as imagefolder sorts
+    for layout in (train, val):
+        ds = data.load_split(layout, class_names)
+        assert ds.features["label"].names == class_names
+        for item in ds:  # every example's label name equals its folder name
+            folder = os.path.basename(os.path.dirname(item["image"]["path"]))
+            assert class_names[item["label"]] == folder
+    assert len(data.load_split(val, class_names)) == 3
+
+
+def test_unlabeled_test_folder_keeps_paths_and_has_no_labels(tmp_path):
+    make_folder(tmp_path / "test", {}, flat=4)
+    layout = data.scan_folder(str(tmp_path / "test"), "test_dir")
+    ds = data.load_split(layout, ["a", "b"])
+    assert "label" not in ds.features and len(ds) == 4
+    assert sorted(os.path.basename(p) for p in data.image_paths(ds)) == [f"flat_{i:03d}.png" for i in range(4)]
+
+
+@pytest.mark.parametrize("setup,role,match", [
+    (lambda p: None, "train_dir", "does not exist"),
+    (lambda p: os.makedirs(p), "train_dir", "has no images"),
+    (lambda p: (make_folder(p, {"a": 2}), os.makedirs(os.path.join(p, "empty"))), "train_dir", "'empty' has no images"),
+    (lambda p: make_folder(p, {"a": 2}, flat=1), "test_dir", "mixes images at the top"),
+    (lambda p: (make_folder(p, {"a": 1}), make_folder(os.path.join(p, "a", "deeper"), {}, flat=1)), "train_dir",
+     "has sub-folders"),
+])
+def test_bad_layouts_fail_with_one_line(tmp_path, setup, role, match):
+    root = str(tmp_path / "d")
+    setup(root)
+    with pytest.raises(ConfigError, match=match) as e:
+        data.scan_folder(root, role)
+    assert "\n" not in str(e.value)
+
+
+def test_split_class_mismatches(tmp_path):
+    train = data.scan_folder(make_folder(tmp_path / "train", {"a": 2, "b": 2}), "train_dir")
+    val = data.scan_folder(make_folder(tmp_path / "val", {"a": 1, "zebra": 1}), "validation_dir")
+    with pytest.raises(ConfigError, match=r"classes that train_dir does not: \['zebra'\]"):
+        data.check_layouts(train, val, None)
+    flat = data.scan_folder(make_folder(tmp_path / "flat", {}, flat=2), "train_dir")
+    with pytest.raises(ConfigError, match="needs one sub-folder per class"):
+        data.check_layouts(flat, None, None)
+    one = data.scan_folder(make_folder(tmp_path / "one", {"a": 2}), "train_dir")
+    with pytest.raises(ConfigError, match="at least 2"):
+        data.check_layouts(one, None, None)
+
+
+def test_stratified_split_keeps_every_class(tmp_path):
+    layout = data.scan_folder(make_folder(tmp_path / "train", {"a": 10, "b": 10, "c": 20}), "train_dir")
+    ds = data.load_split(layout, ["a", "b", "c"])
+    tr, va = data.split_train(ds, 0.25, seed=0)
+    assert len(tr) + len(va) == 40
+    assert len(va) == 10 and np.bincount(va["label"]).tolist()[2] == 5  # the big class keeps its 50 %
+    assert set(va["label"]) == {0, 1, 2}
+    tr2, va2 = data.split_train(ds, 0.25, seed=0)
+    assert va2["image"] == va["image"]  # seeded: the same split every time
+
+
+def seed_preset():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    d, _, _ = parse_args(["--config", os.path.join(root, "configs", "seed_resnet152.yaml"), "--train_dir", "t",
+                          "--output_dir", "o"])
+    return d, data.TrainPreset(size=d.image_size, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                               interpolation=d.interpolation, crop=d.train_crop, resize=tuple(d.train_resize),
+                               hflip=d.hflip, color_jitter=tuple(d.color_jitter), translate=tuple(d.translate),
+                               rotation=d.rotation, random_erasing=d.random_erasing)
+
+
+def test_seed_recipe_has_every_op_in_order():
+    d, preset = seed_preset()
+    ops = [type(t) for t in preset.transforms.transforms]
+    assert ops == [v2.ToImage, v2.Resize, v2.CenterCrop, v2.RandomHorizontalFlip, v2.ColorJitter, v2.RandomAffine,
+                   v2.RandomRotation, v2.ToDtype, v2.Normalize, v2.RandomErasing]
+    resize, crop = preset.transforms.transforms[1:3]
+    assert list(resize.size) == [560, 560] and list(crop.size) == [512, 512]
+    assert preset.transforms.transforms[6].degrees == [-20.0, 20.0]
+    assert preset.transforms.transforms[-1].p == 0.5
+
+
+def test_presets_give_float_tensors_of_the_right_shape():
+    _, preset = seed_preset()
+    out = preset(Image.new("RGB", (640, 480), (200, 10, 10)))
+    assert out.shape == (3, 512, 512) and out.dtype == torch.float32
+    rrc = data.TrainPreset(size=64, mean=(0.5,) * 3, std=(0.5,) * 3)
+    assert rrc(Image.new("RGB", (100, 50))).shape == (3, 64, 64)
+    ev = data.EvalPreset(size=48, mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="bicubic", crop_pct=1.0,
+                         crop_mode="squash")
+    x = ev(Image.new("RGB", (100, 50), (255, 255, 255)))
+    assert x.shape == (3, 48, 48) and torch.allclose(x, torch.ones_like(x))  # white -> (1 - 0.5) / 0.5
+
+
+def test_open_rgb_handles_modes(tmp_path):
+    cases = {
+        "l.png": Image.new("L", (8, 8), 128),
+        "rgba.png": Image.new("RGBA", (8, 8), (255, 0, 0, 0)),  # fully transparent -> white background
+        "p.gif": Image.new("P", (8, 8), 3),
+        "cmyk.jpg": Image.new("CMYK", (8, 8), (0, 255, 255, 0)),
+        "i16.png": Image.fromarray(np.full((8, 8), 65535, dtype=np.uint16)),
+    }
+    for name, im in cases.items():
+        im.save(tmp_path / name)
+        out = data.open_rgb(str(tmp_path / name))
+        assert out.mode == "RGB" and out.size == (8, 8), name
+    assert data.open_rgb(str(tmp_path / "rgba.png")).getpixel((0, 0)) == (255, 255, 255)
+    assert data.open_rgb(str(tmp_path / "i16.png")).getpixel((0, 0))[0] >= 254  # 16-bit white stays white
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    im = Image.new("RGB", (20, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise for display
+    im.save(tmp_path / "rot.jpg", exif=exif)
+    assert data.open_rgb(str(tmp_path / "rot.jpg")).size == (10, 20)
+
+
+def test_batch_transform_skips_or_raises_on_corrupt_files(tmp_path):
+    good = tmp_path / "good.png"
+    Image.new("RGB", (8, 8)).save(good)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    batch = {"image": [{"path": str(good)}, {"path": str(bad)}], "label": [0, 1]}
+    ev = data.EvalPreset(size=8, mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="bilinear", crop_pct=1.0,
+                         crop_mode="squash")
+    out = data.BatchTransform(ev, skip_bad=True)(batch)
+    collated = data.collate([{"pixel_values": p, "labels": l} for p, l in zip(out["pixel_values"], out["labels"])])
+    assert collated["pixel_values"].shape == (1, 3, 8, 8) and collated["labels"].tolist() == [0]
+    with pytest.raises(RuntimeError, match="bad.jpg"):
+        data.BatchTransform(ev, skip_bad=False)(batch)

@@ -1,0 +1,165 @@
+"""Fine-tune a timm image classifier on train/ val/ test/ image folders with the Hugging Face Trainer.
+
+Inputs: class sub-folders of images (train, optional val), an optional test folder (flat or labeled), a recipe.
+Outputs in output_dir: model.safetensors + config.json (loads with pipeline, AutoModel and timm), run_config.yaml,
+all_results.json, predictions.csv for the test folder, trainer_state.json (log history), checkpoints.
+
+    # CPU demo (digits, tiny model from scratch)
+    python data_prep.py demo data/demo && python train_hf.py --config configs/demo.yaml
+    # 1 GPU
+    python train_hf.py --config configs/seed_resnet152.yaml --train_dir data/train --validation_dir data/val \
+        --test_dir data/test --output_dir runs/r152
+    # N GPUs on one machine (NCCL, bf16): see accelerate_config.yaml
+    accelerate launch --config_file accelerate_config.yaml train_hf.py --config configs/seed_resnet152.yaml ...
+
+Re-running the same command after an interruption resumes from the last complete checkpoint in output_dir.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import sys
+
+import numpy as np
+import torch
+from transformers import EarlyStoppingCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from foldertune import data, model as modeling
+from foldertune.config import ConfigError, parse_args, save_config
+from foldertune.metrics import ComputeMetrics
+from foldertune.trainer import ImageClassificationTrainer
+
+logger = logging.getLogger("train_hf")
+
+
+def write_predictions(path: str, files: list[str], root: str, probs: np.ndarray, class_names: list[str],
+                      top_k: int, labels: np.ndarray | None = None) -> None:
+    """One row per image, in dataset order: file (relative to root), prediction, [label], top-k names and probs."""
+    k = min(top_k, probs.shape[1])
+    order = np.argsort(-probs, axis=1)[:, :k]
+    header = ["file", "prediction", "confidence"] + (["label"] if labels is not None else [])
+    header += [f"top{i + 1}_{kind}" for i in range(k) for kind in ("label", "prob")]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for i, file in enumerate(files):
+            row = [os.path.relpath(file, root), class_names[order[i, 0]], f"{probs[i, order[i, 0]]:.6f}"]
+            if labels is not None:
+                row.append(class_names[labels[i]])
+            for j in order[i]:
+                row += [class_names[j], f"{probs[i, j]:.6f}"]
+            w.writerow(row)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    # Parse the run configuration (dataclass defaults < --config YAML < CLI flags)
+    data_args, model_args, training_args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        level=logging.INFO if training_args.should_log else logging.WARNING)
+
+    # Check the image folders before any model is built or any image decoded
+    train_layout = data.scan_folder(data_args.train_dir, "train_dir")
+    val_layout = data.scan_folder(data_args.validation_dir, "validation_dir") if data_args.validation_dir else None
+    test_layout = data.scan_folder(data_args.test_dir, "test_dir") if data_args.test_dir else None
+    class_names = data.check_layouts(train_layout, val_layout, test_layout)
+    logger.info("%d classes, %d train images%s", len(class_names), train_layout.num_images,
+                f", {val_layout.num_images} validation images" if val_layout else "")
+
+    # Resolve preprocessing from the checkpoint (fails early, with a fix, if it cannot be loaded offline)
+    base_config = modeling.load_base_config(model_args.model_name_or_path, model_args.pretrained)
+    dcfg = data.resolve_data_config(
+        base_config.pretrained_cfg or {}, image_size=data_args.image_size, eval_size=data_args.eval_size,
+        eval_crop_pct=data_args.eval_crop_pct, eval_crop_mode=data_args.eval_crop_mode,
+        mean=data_args.image_mean, std=data_args.image_std, interpolation=data_args.interpolation)
+
+    # Initialize our dataset (the main process builds the imagefolder cache first, the others reuse it)
+    with training_args.main_process_first(desc="loading image folders"):
+        train_ds = data.load_split(train_layout, class_names)
+        val_ds = data.load_split(val_layout, class_names) if val_layout else None
+        test_ds = data.load_split(test_layout, class_names) if test_layout else None
+    if val_ds is None:
+        train_ds, val_ds = data.split_train(train_ds, data_args.validation_split, training_args.seed)
+        logger.info("no validation_dir: held out %d of train (stratified, seed %d)", len(val_ds), training_args.seed)
+
+    train_transform = data.TrainPreset(
+        size=dcfg["size"], mean=dcfg["mean"], std=dcfg["std"], interpolation=dcfg["interpolation"],
+        crop=data_args.train_crop, resize=tuple(data_args.train_resize), rrc_scale=tuple(data_args.rrc_scale),
+        hflip=data_args.hflip, color_jitter=tuple(data_args.color_jitter), translate=tuple(data_args.translate),
+        rotation=data_args.rotation, random_erasing=data_args.random_erasing)
+    eval_transform = data.EvalPreset(
+        size=dcfg["eval_size"], mean=dcfg["mean"], std=dcfg["std"], interpolation=dcfg["interpolation"],
+        crop_pct=dcfg["crop_pct"], crop_mode=dcfg["crop_mode"])
+    train_ds.set_transform(data.BatchTransform(train_transform, skip_bad=not data_args.strict_images))
+    for ds in (val_ds, test_ds):
+        if ds is not None:
+            ds.set_transform(data.BatchTransform(eval_transform, skip_bad=False))
+
+    # Build the model: pretrained backbone, new Dropout -> Linear head with our label names
+    model = modeling.build_model(model_args.model_name_or_path, pretrained=model_args.pretrained,
+                                 class_names=class_names, drop_rate=model_args.drop_rate,
+                                 drop_path_rate=model_args.drop_path_rate)
+    modeling.set_serving_config(model, size=dcfg["eval_size"], mean=dcfg["mean"], std=dcfg["std"],
+                                interpolation=dcfg["interpolation"], crop_pct=dcfg["crop_pct"],
+                                crop_mode=dcfg["crop_mode"])
+    if model_args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    # Initialize our trainer
+    callbacks = []
+    if training_args.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
+    trainer = ImageClassificationTrainer(
+        model=model, args=training_args, train_dataset=train_ds, eval_dataset=val_ds, data_collator=data.collate,
+        compute_metrics=ComputeMetrics(), callbacks=callbacks)
+    if trainer.is_world_process_zero():
+        os.makedirs(training_args.output_dir, exist_ok=True)
+        save_config(os.path.join(training_args.output_dir, "run_config.yaml"), data_args, model_args, training_args)
+
+    # Training (resumes from the last checkpoint in output_dir when there is one)
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None and os.path.isdir(training_args.output_dir):
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+        if checkpoint:
+            logger.info("resuming from %s (use a new output_dir to start over)", checkpoint)
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    results = {}
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    results.update(train_result.metrics)
+
+    # Evaluation of the final (best) model on the validation set
+    val_out = trainer.predict(val_ds, metric_key_prefix="eval")
+    trainer.log_metrics("eval", val_out.metrics)
+    trainer.save_metrics("eval", val_out.metrics)
+    results.update(val_out.metrics)
+
+    # Predictions for the test folder (labeled: test metrics too). Gathered: one row per image, dataset order.
+    if test_ds is not None:
+        test_out = trainer.predict(test_ds, metric_key_prefix="test")
+        probs = torch.softmax(torch.from_numpy(test_out.predictions).float(), dim=-1).numpy()
+        if trainer.is_world_process_zero():
+            write_predictions(os.path.join(training_args.output_dir, "predictions.csv"), data.image_paths(test_ds),
+                              test_layout.root, probs, class_names, data_args.top_k,
+                              test_out.label_ids if test_layout.labeled else None)
+        if test_layout.labeled:
+            trainer.log_metrics("test", test_out.metrics)
+            trainer.save_metrics("test", test_out.metrics)
+            results.update(test_out.metrics)
+
+    # Save the model in timm's layout (loads in transformers, pipeline and timm) and the log history
+    if trainer.is_world_process_zero():
+        modeling.save_pretrained_timm(trainer.model, training_args.output_dir)
+        trainer.save_state()
+    trainer.accelerator.wait_for_everyone()
+    return results
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
