@@ -84,6 +84,16 @@ def main(argv: list[str] | None = None) -> dict:
         train_ds, val_ds = data.split_train(train_ds, data_args.validation_split, training_args.seed)
         logger.info("no validation_dir: held out %d of train (stratified, seed %d)", len(val_ds), training_args.seed)
 
+    global_batch = training_args.per_device_train_batch_size * training_args.world_size
+    if len(train_ds) < global_batch:  # incomplete train batches are dropped: there would be no step at all
+        raise ConfigError(f"{len(train_ds)} training images are fewer than one batch ({global_batch} = "
+                          f"per_device_train_batch_size x processes); lower per_device_train_batch_size")
+
+    logger.info("%d processes, global batch %d (= %d per device x %d processes x %d accumulation)",
+                training_args.world_size, global_batch * training_args.gradient_accumulation_steps,
+                training_args.per_device_train_batch_size, training_args.world_size,
+                training_args.gradient_accumulation_steps)
+
     train_transform = data.TrainPreset(
         size=dcfg["size"], mean=dcfg["mean"], std=dcfg["std"], interpolation=dcfg["interpolation"],
         crop=data_args.train_crop, resize=tuple(data_args.train_resize), rrc_scale=tuple(data_args.rrc_scale),
@@ -132,6 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # Evaluation of the final (best) model on the validation set
     val_out = trainer.predict(val_ds, metric_key_prefix="eval")
+    val_out.metrics["eval_samples"] = len(val_out.predictions)  # gathered: each image exactly once
     trainer.log_metrics("eval", val_out.metrics)
     trainer.save_metrics("eval", val_out.metrics)
     results.update(val_out.metrics)
@@ -139,6 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
     # Predictions for the test folder (labeled: test metrics too). Gathered: one row per image, dataset order.
     if test_ds is not None:
         test_out = trainer.predict(test_ds, metric_key_prefix="test")
+        test_out.metrics["test_samples"] = len(test_out.predictions)
         probs = torch.softmax(torch.from_numpy(test_out.predictions).float(), dim=-1).numpy()
         if trainer.is_world_process_zero():
             write_predictions(os.path.join(training_args.output_dir, "predictions.csv"), data.image_paths(test_ds),

@@ -12,6 +12,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
@@ -215,6 +216,9 @@ def validate(data_args: DataArguments, model_args: ModelArguments, args: Finetun
         raise ConfigError("output_dir is required (--output_dir runs/NAME)")
     if not data_args.train_dir:
         raise ConfigError("train_dir is required (--train_dir path/to/train)")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not args.use_cpu and not torch.cuda.is_available():
+        # Without it each process trains alone on the full data (the Trainer only warns).
+        raise ConfigError("several processes but no GPU: add --use_cpu true to run DDP over gloo on CPU")
     if args.optim == "sgd" and "momentum" not in (args.optim_args or ""):
         raise ConfigError("optim=sgd without momentum in optim_args runs plain SGD (momentum 0); "
                           "set optim_args: 'momentum=0.9' (or 'momentum=0' if you mean it)")

@@ -49,6 +49,16 @@ class ImageClassificationTrainer(Trainer):
         self._train_correct = torch.zeros((), dtype=torch.long)
         self._train_seen = torch.zeros((), dtype=torch.long)
 
+    def get_train_dataloader(self):
+        # Drop the incomplete last training batch (as timm does): a batch of 1 breaks BatchNorm and adds noise.
+        # The Trainer applies dataloader_drop_last to evaluation too, which would lose images, so only here.
+        keep = self.args.dataloader_drop_last
+        self.args.dataloader_drop_last = True
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.args.dataloader_drop_last = keep
+
     # --- schedule -------------------------------------------------------------------------------------------
     def set_initial_training_values(self, args, dataloader):
         values = super().set_initial_training_values(args, dataloader)
