@@ -129,14 +129,25 @@ def image_paths(ds: datasets.Dataset) -> list[str]:
 # ----------------------------------------------------------------------------------------------------------------
 # Decoding
 
-# Refuse images over this many pixels (PIL raises DecompressionBombError at 2x): 16k x 16k is a real photo's limit.
-Image.MAX_IMAGE_PIXELS = 16384 * 16384
+# Larger images are refused before decoding: 16k x 16k (268 Mpx, ~800 MB as RGB) is beyond any real photo and
+# the usual sign of a decompression bomb. PIL's own guard (a warning at 1x, an error at 2x) is set to match.
+MAX_IMAGE_PIXELS = 16384 * 16384
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+# What a failed decode raises: PIL's OSError (truncated, unreadable), UnidentifiedImageError (an OSError: not an
+# image), SyntaxError/ValueError from broken headers, DecompressionBombError, and our own size guard.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
-def open_rgb(path: str) -> Image.Image:
+def open_rgb(path: str, *, allow_truncated: bool = False) -> Image.Image:
     """Decode any PIL mode to RGB the way a person would see it: EXIF rotation applied, transparency on white,
-    16-bit scaled down (convert('RGB') would clip it to white)."""
+    16-bit scaled down (convert('RGB') would clip it to white). Truncated files raise unless allow_truncated."""
+    ImageFile.LOAD_TRUNCATED_IMAGES = allow_truncated  # per call: dataloader workers are separate processes
     with Image.open(path) as im:
+        if im.width * im.height > MAX_IMAGE_PIXELS:
+            raise Image.DecompressionBombError(
+                f"{im.width}x{im.height} = {im.width * im.height / 1e6:.0f} Mpx is over the "
+                f"{MAX_IMAGE_PIXELS / 1e6:.0f} Mpx limit (a decompression bomb?); downscale it with data_prep.py")
         im = ImageOps.exif_transpose(im)
         if im.mode in ("I;16", "I;16B", "I;16L", "I"):
             im = im.point(lambda v: v / 256).convert("L")
@@ -211,38 +222,58 @@ class EvalPreset:
 class BatchTransform:
     """`Dataset.set_transform` hook: decode by path, apply a preset. A picklable class (dataloader workers).
 
-    An unreadable image raises with its path when strict; otherwise it becomes None and `collate` drops it
-    (training only: evaluation must see every image)."""
+    An unreadable image raises with its path when strict. Otherwise it is logged once, flagged in `bad_image`
+    (counted by the Trainer and listed at the end of the run) and either dropped from the batch by `collate`
+    (training: drop=True) or replaced by a grey image (evaluation: every row must stay, in order)."""
 
-    def __init__(self, transform, skip_bad: bool):
+    def __init__(self, transform, *, strict: bool, drop: bool, allow_truncated: bool = False,
+                 fill_size: int = 224):
         self.transform = transform
-        self.skip_bad = skip_bad
+        self.strict = strict
+        self.drop = drop
+        self.allow_truncated = allow_truncated
+        self.fill_size = fill_size
+        self._logged: set[str] = set()
 
     def __call__(self, batch: dict) -> dict:
-        pixels = []
+        pixels, bad = [], []
         for item in batch["image"]:
+            path = item["path"]
             try:  # only decoding is guarded: a bug in a transform must fail loudly, not skip every image
-                img = open_rgb(item["path"])
-            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-                if not self.skip_bad:
-                    raise RuntimeError(f"cannot decode image {item['path']}: {e}") from e
-                logger.warning("skipping unreadable image %s: %s", item["path"], e)
-                pixels.append(None)
-                continue
+                img = open_rgb(path, allow_truncated=self.allow_truncated)
+                bad.append("")
+            except DECODE_ERRORS as e:
+                if self.strict:
+                    raise RuntimeError(f"cannot decode image {path}: {e} (strict_images is on; set it to false to "
+                                       f"skip unreadable images, or run `data_prep.py inspect`)") from e
+                if path not in self._logged:
+                    self._logged.add(path)
+                    logger.warning("unreadable image, %s: %s: %s", "skipped" if self.drop else "replaced by grey",
+                                   path, e)
+                bad.append(path)
+                if self.drop:
+                    pixels.append(None)
+                    continue
+                img = Image.new("RGB", (self.fill_size, self.fill_size), (128, 128, 128))
             pixels.append(self.transform(img))
-        out = {"pixel_values": pixels}
+        out = {"pixel_values": pixels, "bad_image": bad}
         if "label" in batch:
             out["labels"] = batch["label"]
         return out
 
 
 def collate(examples: list[dict]) -> dict:
+    """Stack a batch; drop images that failed to decode; pass their paths on as `bad_images` (the Trainer
+    removes that key before the forward pass and keeps the list)."""
+    bad = [e["bad_image"] for e in examples if e.get("bad_image")]
     examples = [e for e in examples if e["pixel_values"] is not None]
     if not examples:  # a whole batch of unreadable images: an empty batch would crash the model
-        raise RuntimeError("every image in a batch failed to decode; run `data_prep.py inspect` on the data")
+        raise RuntimeError(f"every image in a batch failed to decode ({bad[:3]} ...); run `data_prep.py inspect`")
     batch = {"pixel_values": torch.stack([e["pixel_values"] for e in examples])}
     if "labels" in examples[0]:
         batch["labels"] = torch.tensor([e["labels"] for e in examples], dtype=torch.long)
+    if bad:
+        batch["bad_images"] = bad
     return batch
 
 

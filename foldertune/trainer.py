@@ -8,12 +8,19 @@ those schedulers).
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import os
+import re
+import signal
 from functools import partial
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback, set_seed
+
+logger = logging.getLogger(__name__)
 
 
 def epoch_lr_factor(epoch: int, *, schedule: str, t_max: float, t_mult: int, min_lr_ratio: float,
@@ -48,6 +55,7 @@ class ImageClassificationTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self._train_correct = torch.zeros((), dtype=torch.long)
         self._train_seen = torch.zeros((), dtype=torch.long)
+        self.bad_images: set[str] = set()  # unreadable files met on this process (collate's `bad_images`)
 
     def get_train_dataloader(self):
         # Drop the incomplete last training batch (as timm does): a batch of 1 breaks BatchNorm and adds noise.
@@ -86,7 +94,12 @@ class ImageClassificationTrainer(Trainer):
         return self.lr_scheduler
 
     # --- training accuracy ----------------------------------------------------------------------------------
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        self.bad_images.update(inputs.pop("bad_images", ()))
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        self.bad_images.update(inputs.pop("bad_images", ()))
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if model.training and "labels" in inputs:
             with torch.no_grad():
@@ -104,3 +117,65 @@ class ImageClassificationTrainer(Trainer):
             self._train_correct = torch.zeros_like(self._train_correct)
             self._train_seen = torch.zeros_like(self._train_seen)
         super().log(logs, start_time)
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest checkpoint-N that finished saving. The Trainer writes the model, optimizer, scheduler and RNG
+    state first and trainer_state.json last, so a parseable trainer_state.json plus the weights and optimizer
+    marks a complete one; a folder cut short by a kill is skipped (and reported)."""
+    if not os.path.isdir(output_dir):
+        return None
+    found = []
+    for name in os.listdir(output_dir):
+        m = re.fullmatch(r"checkpoint-(\d+)", name)
+        if m and os.path.isdir(os.path.join(output_dir, name)):
+            found.append((int(m.group(1)), os.path.join(output_dir, name)))
+    for step, path in sorted(found, reverse=True):
+        try:
+            with open(os.path.join(path, "trainer_state.json")) as f:
+                json.load(f)
+            complete = all(os.path.isfile(os.path.join(path, n)) for n in ("model.safetensors", "optimizer.pt"))
+        except (OSError, ValueError):
+            complete = False
+        if complete:
+            return path
+        logger.warning("ignoring incomplete checkpoint %s (interrupted while saving)", path)
+    return None
+
+
+class PreemptionCallback(TrainerCallback):
+    """SIGTERM (SLURM, spot instances, `kill`): finish the current optimizer step, save a checkpoint, stop.
+
+    Under several processes the flag is all-reduced every step so that all ranks stop at the same step and
+    save together (one scalar per step: microseconds next to a training step)."""
+
+    def __init__(self):
+        self.requested = False
+        self.stopped_at: int | None = None
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum, frame):
+        if not self.requested:
+            logger.warning("SIGTERM received: saving a checkpoint at the end of this step, then stopping")
+        self.requested = True
+
+    def on_step_end(self, args, state, control, **kwargs):
+        flag = self.requested
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            t = torch.tensor([1.0 if flag else 0.0], device=args.device)
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+            flag = bool(t.item())
+        if flag:
+            control.should_save = True
+            control.should_training_stop = True
+            self.stopped_at = state.global_step
+        return control
+
+
+class RankSeedCallback(TrainerCallback):
+    """The Trainer seeds every process alike, so with in-process data loading (num_workers=0) all ranks would
+    draw the same crop/flip/jitter parameters. Offset the seed by rank: different per process, reproducible."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if args.world_size > 1:
+            set_seed(args.seed + args.process_index)

@@ -65,11 +65,13 @@ def test_incompatible_options():
         parse_args(BASE + ["--color_jitter", "0.1", "0.2"])
 
 
-def test_token_never_saved_nor_read_from_file(tmp_path):
-    d, m, t = parse_args(BASE + ["--hub_token", "hf_secret123"])
+def test_token_never_accepted_from_cli_or_file(tmp_path):
+    with pytest.raises(ConfigError, match="HF_TOKEN"):
+        parse_args(BASE + ["--hub_token", "hf_secret123"])
+    d, m, t = parse_args(BASE)
     out = tmp_path / "run_config.yaml"
     save_config(str(out), d, m, t)
-    assert "hf_secret123" not in out.read_text() and "hub_token" not in out.read_text()
+    assert "hub_token" not in out.read_text()
     cfg = write_yaml(tmp_path, {"hub_token": "hf_x"})
     with pytest.raises(ConfigError, match="must not be in a file"):
         parse_args(["--config", cfg] + BASE)

@@ -141,8 +141,13 @@ def test_batch_transform_skips_or_raises_on_corrupt_files(tmp_path):
     batch = {"image": [{"path": str(good)}, {"path": str(bad)}], "label": [0, 1]}
     ev = data.EvalPreset(size=8, mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="bilinear", crop_pct=1.0,
                          crop_mode="squash")
-    out = data.BatchTransform(ev, skip_bad=True)(batch)
-    collated = data.collate([{"pixel_values": p, "labels": l} for p, l in zip(out["pixel_values"], out["labels"])])
-    assert collated["pixel_values"].shape == (1, 3, 8, 8) and collated["labels"].tolist() == [0]
-    with pytest.raises(RuntimeError, match="bad.jpg"):
-        data.BatchTransform(ev, skip_bad=False)(batch)
+    def rows(out):
+        return [dict(zip(out, values)) for values in zip(*out.values())]
+
+    train = data.collate(rows(data.BatchTransform(ev, strict=False, drop=True)(batch)))
+    assert train["pixel_values"].shape == (1, 3, 8, 8) and train["labels"].tolist() == [0]
+    assert train["bad_images"] == [str(bad)]
+    evaluation = data.collate(rows(data.BatchTransform(ev, strict=False, drop=False, fill_size=8)(batch)))
+    assert evaluation["pixel_values"].shape == (2, 3, 8, 8) and evaluation["labels"].tolist() == [0, 1]
+    with pytest.raises(RuntimeError, match="bad.jpg.*strict_images"):
+        data.BatchTransform(ev, strict=True, drop=True)(batch)
