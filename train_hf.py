@@ -29,6 +29,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from foldertune import data, model as modeling
 from foldertune.config import ConfigError, parse_args, save_config
+from foldertune import hub
 from foldertune.metrics import ComputeMetrics
 from foldertune.trainer import ImageClassificationTrainer
 
@@ -59,6 +60,10 @@ def main(argv: list[str] | None = None) -> dict:
     data_args, model_args, training_args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if training_args.should_log else logging.WARNING)
+    # --push_to_hub is done by us after the final save (timm-layout model, report, our card); the Trainer's own push
+    # would upload Trainer-format checkpoints and regenerate README.md, so the Trainer never sees the flag.
+    push = hub.push_request_from_args(training_args)
+    training_args.push_to_hub = False
 
     # Check the image folders before any model is built or any image decoded
     train_layout = data.scan_folder(data_args.train_dir, "train_dir")
@@ -165,7 +170,16 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.is_world_process_zero():
         modeling.save_pretrained_timm(trainer.model, training_args.output_dir)
         trainer.save_state()
+        splits = {"train": len(train_ds), "validation": len(val_ds)} | ({"test": len(test_ds)} if test_ds else {})
+        hub.write_run_info(training_args.output_dir, splits=splits, world_size=training_args.world_size,
+                           test_labeled=test_layout.labeled if test_layout else None,
+                           hardware=hub.describe_hardware(training_args.world_size),
+                           validation_from_train=val_layout is None)
     trainer.accelerator.wait_for_everyone()
+
+    # Publish (main process only, once, after everything is on disk): raises PublishError with the retry command
+    if push is not None and trainer.is_world_process_zero():
+        results["hub_commit_url"] = hub.publish(training_args.output_dir, push)
     return results
 
 
@@ -175,3 +189,6 @@ if __name__ == "__main__":
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except hub.PublishError as e:  # the run itself is complete; only the upload is left to retry
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(3)
