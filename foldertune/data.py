@@ -178,9 +178,13 @@ class TrainPreset:
         translate: tuple[float, ...] = (),
         rotation: float = 0.0,
         random_erasing: float = 0.0,
+        warp_interpolation: str = "nearest",
     ):
         interp = v2.InterpolationMode(interpolation)
-        t: list = [v2.ToImage()]  # PIL -> uint8 CHW tensor; geometry and colour ops below run on uint8
+        warp = v2.InterpolationMode(warp_interpolation)
+        # Geometry and colour run on the PIL image (Pillow's kernels; the same v2 ops on uint8 tensors are slower,
+        # benchmarks/bench_transforms.py); the tensor is made once, at the end.
+        t: list = []
         if crop == "random_resized":
             t.append(v2.RandomResizedCrop(size, scale=tuple(rrc_scale), interpolation=interp, antialias=True))
         else:
@@ -191,12 +195,11 @@ class TrainPreset:
             t.append(v2.RandomHorizontalFlip(hflip))
         if color_jitter:
             t.append(v2.ColorJitter(*color_jitter))
-        # Affine warps on tensors support nearest/bilinear only; bilinear is what the seed's defaults used.
         if translate:
-            t.append(v2.RandomAffine(degrees=0, translate=tuple(translate), interpolation=v2.InterpolationMode.BILINEAR))
+            t.append(v2.RandomAffine(degrees=0, translate=tuple(translate), interpolation=warp))
         if rotation > 0:
-            t.append(v2.RandomRotation(rotation, interpolation=v2.InterpolationMode.BILINEAR))
-        t += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
+            t.append(v2.RandomRotation(rotation, interpolation=warp))
+        t += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
         if random_erasing > 0:
             t.append(v2.RandomErasing(p=random_erasing))
         self.transforms = v2.Compose(t)

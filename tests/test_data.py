@@ -89,11 +89,12 @@ def seed_preset():
 def test_seed_recipe_has_every_op_in_order():
     d, preset = seed_preset()
     ops = [type(t) for t in preset.transforms.transforms]
-    assert ops == [v2.ToImage, v2.Resize, v2.CenterCrop, v2.RandomHorizontalFlip, v2.ColorJitter, v2.RandomAffine,
-                   v2.RandomRotation, v2.ToDtype, v2.Normalize, v2.RandomErasing]
-    resize, crop = preset.transforms.transforms[1:3]
+    assert ops == [v2.Resize, v2.CenterCrop, v2.RandomHorizontalFlip, v2.ColorJitter, v2.RandomAffine,
+                   v2.RandomRotation, v2.ToImage, v2.ToDtype, v2.Normalize, v2.RandomErasing]
+    resize, crop = preset.transforms.transforms[0:2]
     assert list(resize.size) == [560, 560] and list(crop.size) == [512, 512]
-    assert preset.transforms.transforms[6].degrees == [-20.0, 20.0]
+    assert preset.transforms.transforms[5].degrees == [-20.0, 20.0]
+    assert preset.transforms.transforms[5].interpolation == v2.InterpolationMode.NEAREST  # torchvision's default
     assert preset.transforms.transforms[-1].p == 0.5
 
 
