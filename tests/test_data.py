@@ -152,3 +152,18 @@ def test_batch_transform_skips_or_raises_on_corrupt_files(tmp_path):
     assert evaluation["pixel_values"].shape == (2, 3, 8, 8) and evaluation["labels"].tolist() == [0, 1]
     with pytest.raises(RuntimeError, match="bad.jpg.*strict_images"):
         data.BatchTransform(ev, strict=True, drop=True)(batch)
+
+
+def test_jpeg_draft_decodes_smaller_but_never_below_the_target(tmp_path):
+    p = tmp_path / "big.jpg"
+    Image.new("RGB", (2000, 1500), (30, 120, 200)).save(p)
+    assert data.open_rgb(str(p)).size == (2000, 1500)
+    small = data.open_rgb(str(p), draft_size=400)
+    assert small.size == (1000, 750)  # 1/2 scale: 1/4 would give 375 px, below the 400 asked for
+    Image.new("RGB", (2000, 1500)).save(tmp_path / "big.png")  # not a JPEG: draft does not apply
+    assert data.open_rgb(str(tmp_path / "big.png"), draft_size=400).size == (2000, 1500)
+    rrc = data.TrainPreset(size=224, mean=(0.5,) * 3, std=(0.5,) * 3)
+    assert rrc.draft_size == 915  # 224 / sqrt(0.08 * 3/4)
+    seed = data.TrainPreset(size=512, mean=(0.5,) * 3, std=(0.5,) * 3, crop="center", resize=(560, 560))
+    assert seed.draft_size == 560
+    assert data.TrainPreset(size=512, mean=(0.5,) * 3, std=(0.5,) * 3, crop="center").draft_size is None
