@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
         hub.write_run_info(training_args.output_dir, splits=splits, world_size=training_args.world_size,
                            test_labeled=test_layout.labeled if test_layout else None,
                            hardware=hub.describe_hardware(training_args.world_size),
-                           validation_from_train=val_layout is None)
+                           validation_from_train=val_layout is None, resumed_from=checkpoint)
     trainer.accelerator.wait_for_everyone()
 
     # Publish (main process only, once, after everything is on disk): raises PublishError with the retry command

@@ -92,7 +92,7 @@ def describe_hardware(world_size: int) -> str:
 
 
 def write_run_info(output_dir: str, *, splits: dict[str, int], test_labeled: bool | None, world_size: int,
-                   hardware: str, validation_from_train: bool) -> None:
+                   hardware: str, validation_from_train: bool, resumed_from: str | None = None) -> None:
     """Facts only the training process knows (split sizes, processes, hardware), for the card of a later publish."""
     import timm
     import torch
@@ -100,6 +100,7 @@ def write_run_info(output_dir: str, *, splits: dict[str, int], test_labeled: boo
 
     info = {"splits": splits, "test_labeled": test_labeled, "validation_from_train": validation_from_train,
             "world_size": world_size, "hardware": hardware,
+            "resumed_from": os.path.basename(os.path.normpath(resumed_from)) if resumed_from else None,
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                          "timm": timm.__version__}}
     with open(os.path.join(output_dir, RUN_INFO), "w") as f:
@@ -207,12 +208,17 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _metrics_table(metrics: dict[str, dict]) -> str:
+def _shown_metrics(num_classes: int) -> tuple[tuple[str, str], ...]:
+    """Top-5 accuracy is 1.0 by construction with 5 classes or fewer: leave it out of the card then."""
+    return tuple(m for m in METRICS if m[0] != "top5_accuracy" or num_classes > 5)
+
+
+def _metrics_table(metrics: dict[str, dict], shown: tuple[tuple[str, str], ...]) -> str:
     if not metrics:
         return "No evaluation results were found in the run folder."
     splits = list(metrics)
     lines = ["| metric | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
-    for key, label in (("num_images", "images"),) + METRICS:
+    for key, label in (("num_images", "images"),) + shown:
         if any(key in metrics[s] for s in splits):
             lines.append(f"| {label} | " + " | ".join(_fmt(metrics[s].get(key, "")) for s in splits) + " |")
     return "\n".join(lines)
@@ -266,7 +272,8 @@ def _recipe_table(cfg: dict, run_info: dict) -> str:
     world = run_info.get("world_size")
     per_device = cfg.get("per_device_train_batch_size")
     accum = cfg.get("gradient_accumulation_steps", 1)
-    batch = (f"{per_device * world * accum} = {per_device} per device x {world} processes x {accum} accumulation"
+    procs = "process" if world == 1 else "processes"
+    batch = (f"{per_device * world * accum} = {per_device} per device x {world} {procs} x {accum} accumulation"
              if world and per_device else f"{per_device} per device x processes x {accum} accumulation")
     precision = "bf16 mixed" if cfg.get("bf16") else "fp16 mixed" if cfg.get("fp16") else "fp32"
     aug = [f"train crop {cfg.get('train_crop')} {cfg.get('image_size')} px"
@@ -309,7 +316,10 @@ def _hardware(run_info: dict, output_dir: str) -> str:
         os.path.join(output_dir, "all_results.json"))
     seconds = train.get("train_runtime")
     parts = [f"Trained on {run_info['hardware']}" if run_info.get("hardware") else "Hardware was not recorded"]
-    if seconds is not None:
+    if seconds is not None and run_info.get("resumed_from"):  # the Trainer times only the part after resuming
+        parts.append(f"the last session resumed from {run_info['resumed_from']} and trained {seconds / 60:.1f} min "
+                     f"(the time before resuming was not recorded)")
+    elif seconds is not None:
         parts.append(f"training took {seconds / 60:.1f} min wall time ({seconds:.0f} s, evaluation included)")
     versions = run_info.get("versions") or {}
     if versions:
@@ -318,7 +328,7 @@ def _hardware(run_info: dict, output_dir: str) -> str:
 
 
 def _card_data(*, repo_name: str, base: dict, license_: str, dataset_id: str | None, dataset_name: str,
-               metrics: dict[str, dict]) -> str:
+               metrics: dict[str, dict], shown: tuple[tuple[str, str], ...]) -> str:
     """YAML front matter through huggingface_hub's ModelCardData, so model-index is in the Hub's own schema."""
     from huggingface_hub import EvalResult, ModelCardData
 
@@ -326,11 +336,11 @@ def _card_data(*, repo_name: str, base: dict, license_: str, dataset_id: str | N
                           dataset_type=dataset_id or "imagefolder", dataset_name=dataset_name,
                           dataset_split=split, metric_type=key, metric_name=f"{label} ({split})",
                           metric_value=round(float(values[key]), 4))
-               for split, values in metrics.items() for key, label in METRICS if key in values]
+               for split, values in metrics.items() for key, label in shown if key in values]
     data = ModelCardData(library_name="timm", pipeline_tag="image-classification", license=license_,
                          tags=["image-classification", "timm", "transformers", "foldertune"],
                          base_model=base["hub_id"], datasets=[dataset_id] if dataset_id else None,
-                         metrics=[key for key, _ in METRICS], model_name=repo_name,
+                         metrics=[key for key, _ in shown], model_name=repo_name,
                          eval_results=results or None)
     return data.to_yaml().strip()
 
@@ -356,11 +366,12 @@ def render_card(output_dir: str, *, repo_id: str, template: str = TEMPLATE, data
     dataset_name = dataset_id or os.path.basename(os.path.dirname(os.path.normpath(train_dir))) or "image folders"
     dataset = (f"[{dataset_id}](https://huggingface.co/datasets/{dataset_id})" if dataset_id
                else f"`{dataset_name}` (local image folders)")
+    shown = _shown_metrics(len(class_names))
     pcfg = config.get("pretrained_cfg") or {}
     size = (pcfg.get("input_size") or [3, "?", "?"])[1:]
     values = {
         "card_data": _card_data(repo_name=repo_id.split("/")[-1], base=base, license_=license_, dataset_id=dataset_id,
-                                dataset_name=dataset_name, metrics=metrics),
+                                dataset_name=dataset_name, metrics=metrics, shown=shown),
         "model_name": repo_id.split("/")[-1],
         "repo_id": repo_id,
         "architecture": config.get("architecture", "?"),
@@ -377,7 +388,7 @@ def render_card(output_dir: str, *, repo_id: str, template: str = TEMPLATE, data
                          f"std {pcfg.get('std')}",
         "recipe_table": _recipe_table(cfg, run_info),
         "hardware": _hardware(run_info, output_dir),
-        "metrics_table": _metrics_table(metrics),
+        "metrics_table": _metrics_table(metrics, shown),
         "worst_classes": _worst_table(worst_split, worst) or "(No per-class report in the run folder.)",
         "figures": _figures(output_dir),
     }

@@ -171,6 +171,10 @@ def test_card_names_base_checkpoint_and_licence_and_degrades_without_report(push
     assert "(No plots: the run folder has no report/.)" in card.text and "| Accuracy |" in card.text
     assert "validation 9 images" in card.text  # from eval_samples when run_info.json is missing
 
+    (run / "run_info.json").write_text(json.dumps({"resumed_from": "checkpoint-6", "world_size": 1}))
+    text = hub.render_card(str(run), repo_id=REPO)  # the Trainer times only the session after a resume: say so
+    assert "resumed from checkpoint-6" in text and "the time before resuming was not recorded" in text
+
 
 def test_republish_is_idempotent_and_branch_and_private_work(pushed):
     server, out, env = pushed
