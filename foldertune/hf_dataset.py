@@ -4,6 +4,9 @@ Hub-style parquet with embedded image bytes and a dataset card, locally or pushe
     python data_prep.py save data/clean data/clean_parquet          # then: datasets.load_dataset("data/clean_parquet")
     python data_prep.py push data/clean me/my-dataset --private      # token: HF_TOKEN or `hf auth login`
 
+Both write the layout `DatasetDict.push_to_hub` makes (data/<split>-NNNNN-of-MMMMM.parquet + README.md whose YAML
+has the features and data files), so the Hub's dataset viewer and `datasets.load_dataset` read it as they read any.
+
 The folders are read with training's own checks (data.scan_folder / data.check_layouts), so the label ids are the
 ones training uses (train's class names, string-sorted). An unlabeled (flat) test split gets label -1.
 """
@@ -14,6 +17,7 @@ import glob
 import json
 import logging
 import os
+import tempfile
 
 import datasets
 from datasets.info import DatasetInfo, DatasetInfosDict
@@ -125,18 +129,18 @@ def save_dataset(root: str, out: str, *, title: str | None = None) -> dict[str, 
 
 
 def push_dataset(root: str, repo_id: str, *, private: bool = False, title: str | None = None) -> str:
-    """Push to the Hub (HF_ENDPOINT picks the server; the token comes from HF_TOKEN or `hf auth login`, and is
-    never written anywhere). The card body is uploaded first; push_to_hub then adds its YAML (features, splits,
-    data files) and keeps the body. Returns the dataset URL."""
+    """Push to the Hub exactly what save_dataset writes (one code path, one format): parquet shards with the image
+    bytes and the card, in one commit; shards of an earlier push are replaced. HF_ENDPOINT picks the server; the
+    token comes from HF_TOKEN or `hf auth login` and is never written anywhere. Returns the dataset URL.
+    (Not DatasetDict.push_to_hub: it deletes each shard's temp file right after the LFS pre-upload, which only
+    works against servers that take LFS uploads; upload_folder works with any, and writes the same files.)"""
     from huggingface_hub import HfApi
 
-    dsd, names = build_dataset_dict(root)
     api = HfApi()
     url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    body = render_card(dsd, names, root=root, title=title or repo_id.split("/")[-1])
-    card = DatasetCard(f"---\n{DatasetCardData(task_categories=['image-classification']).to_yaml()}\n---\n{body}")
-    api.upload_file(path_or_fileobj=str(card).encode(), path_in_repo="README.md", repo_id=url.repo_id,
-                    repo_type="dataset", commit_message="Dataset card")
-    dsd.push_to_hub(url.repo_id, private=private, commit_message="Upload image folders (data_prep.py push)")
-    logger.info("pushed %s: %s", url, {s: len(d) for s, d in dsd.items()})
+    with tempfile.TemporaryDirectory(prefix="foldertune-push-") as tmp:
+        counts = save_dataset(root, tmp, title=title or url.repo_id.split("/")[-1])
+        api.upload_folder(folder_path=tmp, repo_id=url.repo_id, repo_type="dataset",
+                          delete_patterns=["data/*.parquet"], commit_message=f"Upload image dataset {counts}")
+    logger.info("pushed %s: %s", url, counts)
     return str(url)

@@ -411,11 +411,14 @@ def analyse_dataset(root: str, *, workers: int | None = None, min_side: int = 32
 
     # Per split and class: counts of usable images, sizes, aspect ratios, modes, formats.
     splits = {}
+    grouped = collections.defaultdict(list)  # (split, label) -> records: one pass, not classes x files
+    for r in records:
+        grouped[(r["split"], r["label"])].append(r)
     for split in scan.splits:
         recs = [r for r in records if r["split"] == split]
         classes = {}
         for name in scan.classes[split] or ([None] if recs else []):
-            cr = [r for r in recs if r["label"] == name]
+            cr = grouped[(split, name)]
             ok = [r for r in cr if r["width"] and not set(r["problems"]) & set(BAD_KINDS)]
             classes["" if name is None else name] = {"files": len(cr), "usable": len(ok),
                                                      "bytes": sum(r["bytes"] for r in cr)}

@@ -18,6 +18,7 @@ from PIL import Image
 
 import data_prep
 from conftest import TINY_ARGS, draw, make_folder
+from hub_server import hub_env, hub_server  # noqa: F401  (fixtures: the loopback Hub)
 from foldertune.inspection import analyse_dataset, phash
 
 
@@ -309,3 +310,31 @@ def test_viewer_page_loads_in_headless_chromium(tmp_path, problem_dataset):
     assert sections == {("train", c) for c in ("ants", "bees", "cats", "empty")} | {
         ("val", c) for c in ("ants", "bees", "cats", "owls")} | {("test", "")}
     assert 'id="broken" hidden' in dom and 'value="duplicate_across_splits"' in dom
+
+
+def test_push_to_loopback_hub(tmp_path, image_dataset, hub_env, hub_server):
+    """`push` in a fresh process against the loopback Hub (tests/hub_server.py): a private dataset repo with
+    parquet shards holding the image bytes, a card with our counts and datasets' YAML, loadable with datasets."""
+    import sys
+
+    import pyarrow.parquet as pq
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, os.path.join(root, "data_prep.py"), "push", str(image_dataset), "tester/colours",
+           "--private"]
+    run = subprocess.run(cmd, env=hub_env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    repo = hub_server.repo("tester/colours", repo_type="dataset")
+    assert repo.private
+    files = repo.files()
+    assert sorted(f for f in files if f.endswith(".parquet")) == [
+        f"data/{s}-00000-of-00001.parquet" for s in ("test", "train", "validation")]
+    table = pq.read_table(io.BytesIO(files["data/train-00000-of-00001.parquet"]))
+    assert table.num_rows == 24 and all(img["bytes"] for img in table.column("image").to_pylist())
+    card = files["README.md"].decode()
+    assert "| cat | 8 | 3 | 0 |" in card and "dataset_info:" in card and "names:" in card  # ours + datasets' YAML
+    assert hub_env["HF_TOKEN"] not in card and all(hub_env["HF_TOKEN"].encode() not in b for b in files.values())
+    check = ("import datasets; d = datasets.load_dataset('tester/colours'); "
+             "print({s: len(x) for s, x in d.items()}, d['train'].features['label'].names)")
+    out = subprocess.run([sys.executable, "-c", check], env=hub_env, capture_output=True, text=True, timeout=300)
+    assert "{'train': 24, 'validation': 7, 'test': 5} ['Dog', 'cat', 'emu']" in out.stdout, out.stderr[-3000:]
