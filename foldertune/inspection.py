@@ -42,7 +42,8 @@ KINDS = {
     "not_an_image": ("error", "not an image although the extension says so"),
     "truncated": ("error", "image data ends early; training skips it (it loads with allow_truncated_images)"),
     "unreadable": ("error", "decoding fails"),
-    "decompression_bomb": ("error", "more pixels than the loader's limit (data.MAX_IMAGE_PIXELS); it is refused"),
+    "decompression_bomb": ("error", "more pixels than the loader's limit (data.MAX_IMAGE_PIXELS); it is refused "
+                                    "(prepare --max-side downscales JPEGs)"),
     "layout": ("error", "folder layout training cannot read"),
     "empty_class": ("error", "class folder without images; training stops on it"),
     "class_mismatch": ("error", "class sets differ between splits"),
@@ -173,10 +174,21 @@ def phash(img: Image.Image) -> int:
     return int(np.packbits(bits).view(">u8")[0])
 
 
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation tag (1 = as stored). For PNG only the eXIf chunk read with the header: PIL's
+    getexif() on a PNG decodes the whole image to look for a late chunk (a second decode of every PNG)."""
+    if im.format == "PNG":
+        exif = Image.Exif()
+        if im.info.get("exif"):
+            exif.load(im.info["exif"])
+        return exif.get(0x0112, 1)
+    return im.getexif().get(0x0112, 1)
+
+
 def _analyse(task: FileTask, *, min_side: int, thumb_px: int) -> dict:
     """Everything about one file, decoded exactly as training decodes it. Never raises."""
     rec = {"rel": task.rel, "split": task.split, "label": task.label, "bytes": 0, "format": None, "mode": None,
-           "width": None, "height": None, "hash": None, "phash": None, "problems": [], "error": "", "thumb": None}
+           "stored_size": None, "width": None, "height": None, "hash": None, "phash": None, "problems": [], "error": "", "thumb": None}
     try:
         with open(task.path, "rb") as f:
             raw = f.read()
@@ -189,24 +201,31 @@ def _analyse(task: FileTask, *, min_side: int, thumb_px: int) -> dict:
         return rec
     rec["hash"] = hashlib.blake2b(raw, digest_size=16).hexdigest()
 
-    # Header only: format, stored mode, EXIF orientation. The pixel limit check is the loader's own (open_rgb).
+    # Header only (no pixels are decoded, so PIL's size guard is lifted to read any size): format, stored mode
+    # and size, EXIF orientation.
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # DecompressionBombWarning etc.: open_rgb decides below
+            warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(raw)) as im:
-                rec.update(format=im.format, mode=im.mode)
+                rec.update(format=im.format, mode=im.mode, stored_size=list(im.size))
                 mode, info = im.mode, im.info
-                orientation = im.getexif().get(0x0112, 1)
+                within_limit = im.width * im.height <= data.MAX_IMAGE_PIXELS
+                orientation = _orientation(im) if within_limit else 1  # (a PNG's may decode it: not a bomb)
     except UnidentifiedImageError:
         rec["problems"].append("not_an_image")
-        return rec
-    except Image.DecompressionBombError as e:  # over PIL's 2x limit: open() refuses before reading the size
-        rec.update(problems=["decompression_bomb"], error=str(e))
         return rec
     except Exception as e:  # noqa: BLE001 - a broken header can raise nearly anything; record it
         rec.update(problems=["unreadable"], error=f"{type(e).__name__}: {e}")
         return rec
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
     flags = rec["problems"]
+    w, h = rec["stored_size"]
+    if w * h > data.MAX_IMAGE_PIXELS:  # the loader refuses it before decoding (data.open_rgb's guard)
+        flags.append("decompression_bomb")
+        rec["error"] = f"{w}x{h} = {w * h:,} pixels, over the loader's limit of {data.MAX_IMAGE_PIXELS:,}"
+        return rec
     if mode == "CMYK":
         flags.append("cmyk")
     if mode in ("I;16", "I;16B", "I;16L", "I"):

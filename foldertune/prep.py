@@ -7,7 +7,8 @@ prepare: every file is decoded with the loader's `data.open_rgb` (via the inspec
 quarantine.csv (never deleted from the source); exact duplicates are kept once (a copy in train wins over val/test,
 so evaluation does not leak; the same bytes under two labels are quarantined); files that need no change are
 copied (or hard-linked with link=True), the others re-encoded with EXIF rotation applied, colour converted to
-RGB, an optional border crop and an optional max side. Without a val split, a seeded per-class split of train.
+RGB, an optional border crop and an optional max side (with one, JPEGs over the loader's pixel limit are decoded at
+reduced scale and kept instead of quarantined). Without a val split, a seeded per-class split of train.
 manifest.csv says what happened to every source file; prepare.json has the options and the counts.
 """
 
@@ -21,7 +22,7 @@ import random
 import shutil
 from functools import partial
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from . import data
 from .inspection import BAD_KINDS, SPLIT_FOLDERS, _pool_map, analyse_dataset, ensure_outside
@@ -72,14 +73,15 @@ def _split_train(files: list[dict], *, val_fraction: float, seed: int) -> set[st
 def _write_one(job: dict, *, crop: float, max_side: int, link: bool, jpeg_quality: int) -> dict:
     """Copy, link or re-encode one file. Returns the manifest row (action, details, dest)."""
     src, dest, rec = job["src"], job["dest"], job["rec"]
-    ops = []
+    big = "decompression_bomb" in rec["problems"]  # a JPEG over the loader's limit, planned for a reduced decode
+    ops = [f"JPEG decoded at reduced scale from {rec['stored_size'][0]}x{rec['stored_size'][1]}"] if big else []
     if "exif_rotated" in rec["problems"]:
         ops.append("exif_transpose")
     if rec["mode"] not in PLAIN_MODES:
         ops.append(f"{rec['mode']}->RGB")
     if crop > 0:
         ops.append(f"crop {crop:g}/side")
-    w, h = rec["width"], rec["height"]
+    w, h = rec["stored_size"] if big else (rec["width"], rec["height"])  # only for the manifest text
     if crop > 0:
         w, h = w - 2 * round(w * crop), h - 2 * round(h * crop)
     if max_side and max(w, h) > max_side:
@@ -94,7 +96,10 @@ def _write_one(job: dict, *, crop: float, max_side: int, link: bool, jpeg_qualit
                 job["row"]["details"] = f"hard link failed ({e.strerror}), copied"
         shutil.copyfile(src, dest)  # contents only: no permission or owner surprises in the output
         return {**job["row"], "action": "copied", "dest": job["dest_rel"]}
-    img = data.open_rgb(src, allow_truncated=False)  # EXIF rotation, transparency on white, 16-bit scaled
+    try:  # EXIF rotation, transparency on white, 16-bit scaled: the loader's decode
+        img = _open_big_jpeg(src, max_side) if big else data.open_rgb(src, allow_truncated=False)
+    except data.DECODE_ERRORS as e:  # changed since the inspection, or too big even at 1/8 scale
+        return {**job["row"], "split": "", "action": "quarantined", "details": f"{type(e).__name__}: {e}"}
     if crop > 0:
         dx, dy = round(img.width * crop), round(img.height * crop)
         img = img.crop((dx, dy, img.width - dx, img.height - dy))
@@ -105,6 +110,20 @@ def _write_one(job: dict, *, crop: float, max_side: int, link: bool, jpeg_qualit
     else:
         img.save(dest)
     return {**job["row"], "action": "re-encoded", "dest": job["dest_rel"], "details": "; ".join(ops)}
+
+
+def _open_big_jpeg(path: str, max_side: int) -> Image.Image:
+    """A JPEG over the loader's pixel limit, decoded at 1/2 to 1/8 scale (libjpeg's DCT scaling via `draft`): memory
+    and time drop up to 64x, and both sides stay >= max_side, so the final downscale loses nothing."""
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # size known; the reduced decode bounds memory
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (max_side, max_side))
+            if im.width * im.height > data.MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError(f"still {im.width}x{im.height} at 1/8 scale")
+            return ImageOps.exif_transpose(im).convert("RGB")
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def prepare_dataset(src: str, out: str, *, link: bool = False, crop: float = 0.0, max_side: int = 0,
@@ -139,6 +158,8 @@ def prepare_dataset(src: str, out: str, *, link: bool = False, crop: float = 0.0
         row = {"source": rec["rel"], "split": "", "label": rec["label"] or "", "dest": "", "action": "",
                "details": ""}
         bad = [k for k in rec["problems"] if k in BAD_KINDS]
+        if bad == ["decompression_bomb"] and max_side and rec["format"] == "JPEG":
+            bad = []  # too big for the loader, not for a reduced-scale decode (_open_big_jpeg)
         if bad:
             rows.append({**row, "action": "quarantined", "details": f"{bad[0]}: {rec['error'] or ''}".rstrip(": ")})
         elif rec["label"] is None and rec["split"] in mixed:

@@ -338,3 +338,23 @@ def test_push_to_loopback_hub(tmp_path, image_dataset, hub_env, hub_server):
              "print({s: len(x) for s, x in d.items()}, d['train'].features['label'].names)")
     out = subprocess.run([sys.executable, "-c", check], env=hub_env, capture_output=True, text=True, timeout=300)
     assert "{'train': 24, 'validation': 7, 'test': 5} ['Dog', 'cat', 'emu']" in out.stdout, out.stderr[-3000:]
+
+
+def test_prepare_downscales_jpegs_over_the_pixel_limit(tmp_path, monkeypatch):
+    """A JPEG over the loader's limit is decoded at reduced scale when --max-side is given; other formats over it
+    are quarantined. The limit is lowered for the test (workers=1: in-process) instead of writing 300 Mpx files."""
+    from foldertune import data
+
+    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 100 * 100)
+    src = tmp_path / "src"
+    make_folder(src, {"a": 3, "b": 3}, seed=8)
+    draw(0, 77, size=(320, 160)).save(src / "a" / "huge.jpg", quality=95)
+    draw(1, 78, size=(320, 160)).save(src / "b" / "huge.png")
+    report = analyse_dataset(str(src), workers=1, progress=False)
+    assert found(report) == {("decompression_bomb", ("a/huge.jpg",)), ("decompression_bomb", ("b/huge.png",))}
+    out = tmp_path / "out"
+    data_prep.main(["prepare", str(src), str(out), "--max-side", "32", "--workers", "1", "--no-progress"])
+    rows = {r["source"]: r for r in csv.DictReader(open(out / "manifest.csv"))}
+    assert rows["a/huge.jpg"]["action"] == "re-encoded" and "reduced scale" in rows["a/huge.jpg"]["details"]
+    assert rows["b/huge.png"]["action"] == "quarantined"
+    assert data.open_rgb(str(out / rows["a/huge.jpg"]["dest"])).size == (32, 16)  # the loader reads it now
