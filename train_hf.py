@@ -30,6 +30,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from foldertune import data, model as modeling
 from foldertune.config import ConfigError, parse_args, save_config
 from foldertune import hub
+from foldertune import report
 from foldertune.metrics import ComputeMetrics
 from foldertune.trainer import ImageClassificationTrainer
 
@@ -126,9 +127,15 @@ def main(argv: list[str] | None = None) -> dict:
     callbacks = []
     if training_args.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
+    compute_metrics = ComputeMetrics()
+    if "tensorboard" in training_args.report_to:  # keep each evaluation's confusion matrix for its TB image
+        compute_metrics = report.ConfusionRecorder(compute_metrics, num_classes=len(class_names))
     trainer = ImageClassificationTrainer(
         model=model, args=training_args, train_dataset=train_ds, eval_dataset=val_ds, data_collator=data.collate,
-        compute_metrics=ComputeMetrics(), callbacks=callbacks)
+        compute_metrics=compute_metrics, callbacks=callbacks)
+    if isinstance(compute_metrics, report.ConfusionRecorder):
+        trainer.add_callback(report.ConfusionMatrixCallback(recorder=compute_metrics, class_names=class_names,
+                                                            callback_handler=trainer.callback_handler))
     if trainer.is_world_process_zero():
         os.makedirs(training_args.output_dir, exist_ok=True)
         save_config(os.path.join(training_args.output_dir, "run_config.yaml"), data_args, model_args, training_args)
@@ -165,6 +172,18 @@ def main(argv: list[str] | None = None) -> dict:
             trainer.log_metrics("test", test_out.metrics)
             trainer.save_metrics("test", test_out.metrics)
             results.update(test_out.metrics)
+
+    # Evaluation report in output_dir/report: metrics table, per-class CSV, confusion matrix, curves, mistakes
+    report_splits = {"validation": report.SplitPredictions(
+        logits=val_out.predictions, labels=val_out.label_ids, paths=data.image_paths(val_ds))}
+    if test_ds is not None and test_layout.labeled:
+        report_splits["test"] = report.SplitPredictions(
+            logits=test_out.predictions, labels=test_out.label_ids, paths=data.image_paths(test_ds))
+    if trainer.is_world_process_zero():
+        report_dir = os.path.join(training_args.output_dir, "report")
+        summary = report.write_report(report_dir, log_history=trainer.state.log_history, splits=report_splits,
+                                      class_names=class_names, best_step=trainer.state.best_global_step)
+        logger.info("evaluation report in %s\n\n%s\n", report_dir, report.format_summary(summary))
 
     # Save the model in timm's layout (loads in transformers, pipeline and timm) and the log history
     if trainer.is_world_process_zero():

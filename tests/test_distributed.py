@@ -48,6 +48,9 @@ def test_two_processes_count_each_image_once(tmp_path):
     # 25 images -> 3 full batches of 8 -> one round over 2 processes per epoch (incomplete rounds dropped)
     assert state["train_batch_size"] == 8 and state["global_step"] == 2
     assert "2 processes, global batch 16" in proc.stderr
+    # The evaluation report, written once by the main process from the gathered predictions
+    report = json.loads((out / "report" / "metrics.json").read_text())["splits"]["validation"]
+    assert report["num_images"] == 7 and report["accuracy"] == results["eval_accuracy"]
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU-only guard")
