@@ -24,22 +24,24 @@ import sys
 
 import numpy as np
 import torch
-from transformers import EarlyStoppingCallback
-from transformers.trainer_utils import get_last_checkpoint
+from accelerate.utils import gather_object
+from transformers import EarlyStoppingCallback, set_seed
 
 from foldertune import data, model as modeling
 from foldertune.config import ConfigError, parse_args, save_config
 from foldertune import hub
 from foldertune import report
 from foldertune.metrics import ComputeMetrics
-from foldertune.trainer import ImageClassificationTrainer
+from foldertune.trainer import (ImageClassificationTrainer, PreemptionCallback, RankSeedCallback,
+                                last_complete_checkpoint)
 
 logger = logging.getLogger("train_hf")
 
 
 def write_predictions(path: str, files: list[str], root: str, probs: np.ndarray, class_names: list[str],
-                      top_k: int, labels: np.ndarray | None = None) -> None:
-    """One row per image, in dataset order: file (relative to root), prediction, [label], top-k names and probs."""
+                      top_k: int, labels: np.ndarray | None = None, unreadable: set[str] = frozenset()) -> None:
+    """One row per image, in dataset order: file (relative to root), prediction, [label], top-k names and probs.
+    Files that could not be decoded keep their row with an empty prediction."""
     k = min(top_k, probs.shape[1])
     order = np.argsort(-probs, axis=1)[:, :k]
     header = ["file", "prediction", "confidence"] + (["label"] if labels is not None else [])
@@ -48,11 +50,13 @@ def write_predictions(path: str, files: list[str], root: str, probs: np.ndarray,
         w = csv.writer(f)
         w.writerow(header)
         for i, file in enumerate(files):
-            row = [os.path.relpath(file, root), class_names[order[i, 0]], f"{probs[i, order[i, 0]]:.6f}"]
+            readable = file not in unreadable
+            row = [os.path.relpath(file, root), class_names[order[i, 0]] if readable else "",
+                   f"{probs[i, order[i, 0]]:.6f}" if readable else ""]
             if labels is not None:
                 row.append(class_names[labels[i]])
             for j in order[i]:
-                row += [class_names[j], f"{probs[i, j]:.6f}"]
+                row += [class_names[j], f"{probs[i, j]:.6f}"] if readable else ["", ""]
             w.writerow(row)
 
 
@@ -65,6 +69,8 @@ def main(argv: list[str] | None = None) -> dict:
     # would upload Trainer-format checkpoints and regenerate README.md, so the Trainer never sees the flag.
     push = hub.push_request_from_args(training_args)
     training_args.push_to_hub = False
+
+    set_seed(training_args.seed)  # before the model is built: the new head (or whole random init) is seeded too
 
     # Check the image folders before any model is built or any image decoded
     train_layout = data.scan_folder(data_args.train_dir, "train_dir")
@@ -104,14 +110,17 @@ def main(argv: list[str] | None = None) -> dict:
         size=dcfg["size"], mean=dcfg["mean"], std=dcfg["std"], interpolation=dcfg["interpolation"],
         crop=data_args.train_crop, resize=tuple(data_args.train_resize), rrc_scale=tuple(data_args.rrc_scale),
         hflip=data_args.hflip, color_jitter=tuple(data_args.color_jitter), translate=tuple(data_args.translate),
-        rotation=data_args.rotation, random_erasing=data_args.random_erasing)
+        rotation=data_args.rotation, random_erasing=data_args.random_erasing,
+        warp_interpolation=data_args.warp_interpolation)
     eval_transform = data.EvalPreset(
         size=dcfg["eval_size"], mean=dcfg["mean"], std=dcfg["std"], interpolation=dcfg["interpolation"],
         crop_pct=dcfg["crop_pct"], crop_mode=dcfg["crop_mode"])
-    train_ds.set_transform(data.BatchTransform(train_transform, skip_bad=not data_args.strict_images))
+    decode = dict(strict=data_args.strict_images, allow_truncated=data_args.allow_truncated_images)
+    train_ds.set_transform(data.BatchTransform(train_transform, drop=True, draft_size=train_transform.draft_size,
+                                               **decode))
     for ds in (val_ds, test_ds):
-        if ds is not None:
-            ds.set_transform(data.BatchTransform(eval_transform, skip_bad=False))
+        if ds is not None:  # unreadable eval images keep their row (grey) so outputs stay one row per file
+            ds.set_transform(data.BatchTransform(eval_transform, drop=False, fill_size=dcfg["eval_size"], **decode))
 
     # Build the model: pretrained backbone, new Dropout -> Linear head with our label names
     model = modeling.build_model(model_args.model_name_or_path, pretrained=model_args.pretrained,
@@ -124,7 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
         model = model.to(memory_format=torch.channels_last)
 
     # Initialize our trainer
-    callbacks = []
+    preemption = PreemptionCallback()  # SIGTERM -> checkpoint at the next step boundary, exit 0
+    callbacks = [preemption, RankSeedCallback()]
     if training_args.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
     compute_metrics = ComputeMetrics()
@@ -141,13 +151,17 @@ def main(argv: list[str] | None = None) -> dict:
         save_config(os.path.join(training_args.output_dir, "run_config.yaml"), data_args, model_args, training_args)
 
     # Training (resumes from the last checkpoint in output_dir when there is one)
-    checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is None and os.path.isdir(training_args.output_dir):
-        checkpoint = get_last_checkpoint(training_args.output_dir)
-        if checkpoint:
-            logger.info("resuming from %s (use a new output_dir to start over)", checkpoint)
+    checkpoint = training_args.resume_from_checkpoint or last_complete_checkpoint(training_args.output_dir)
+    if checkpoint:
+        logger.info("resuming from %s (use a new output_dir to start over)", checkpoint)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    if preemption.stopped_at is not None:
+        logger.warning("stopped by SIGTERM at step %d; checkpoint saved in %s. Run the same command again to resume.",
+                       preemption.stopped_at, training_args.output_dir)
+        return {"preempted_at_step": preemption.stopped_at}
     results = {}
+    if torch.cuda.is_available():  # per process; the largest batch-size lever on a GPU
+        train_result.metrics["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     results.update(train_result.metrics)
@@ -164,14 +178,25 @@ def main(argv: list[str] | None = None) -> dict:
         test_out = trainer.predict(test_ds, metric_key_prefix="test")
         test_out.metrics["test_samples"] = len(test_out.predictions)
         probs = torch.softmax(torch.from_numpy(test_out.predictions).float(), dim=-1).numpy()
+        unreadable = set(gather_object(sorted(trainer.bad_images)))  # collective: every rank calls it
         if trainer.is_world_process_zero():
             write_predictions(os.path.join(training_args.output_dir, "predictions.csv"), data.image_paths(test_ds),
                               test_layout.root, probs, class_names, data_args.top_k,
-                              test_out.label_ids if test_layout.labeled else None)
+                              test_out.label_ids if test_layout.labeled else None,
+                              unreadable=unreadable)
         if test_layout.labeled:
             trainer.log_metrics("test", test_out.metrics)
             trainer.save_metrics("test", test_out.metrics)
             results.update(test_out.metrics)
+
+    # Unreadable images met by any process: counted, listed in bad_images.txt (inspect them with data_prep.py)
+    bad_images = sorted(set(gather_object(sorted(trainer.bad_images))))
+    results["unreadable_images"] = len(bad_images)
+    if bad_images and trainer.is_world_process_zero():
+        with open(os.path.join(training_args.output_dir, "bad_images.txt"), "w") as f:
+            f.write("\n".join(bad_images) + "\n")
+        logger.warning("%d unreadable images were skipped (training) or not scored (evaluation); list in %s",
+                       len(bad_images), os.path.join(training_args.output_dir, "bad_images.txt"))
 
     # Evaluation report in output_dir/report: metrics table, per-class CSV, confusion matrix, curves, mistakes
     report_splits = {"validation": report.SplitPredictions(

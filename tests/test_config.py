@@ -86,7 +86,7 @@ def test_resolved_config_round_trips(tmp_path):
     assert d2 == d and m2 == m and t2.to_dict() == t.to_dict()
 
 
-@pytest.mark.parametrize("name", ["seed_resnet152.yaml", "demo.yaml"])
+@pytest.mark.parametrize("name", ["seed_resnet152.yaml", "demo.yaml", "finetune_lite0.yaml"])
 def test_shipped_recipes_parse(name):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     d, m, t = parse_args(["--config", os.path.join(root, "configs", name)] + BASE)
