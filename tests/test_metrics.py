@@ -18,9 +18,12 @@ def test_local_evaluate_module_equals_sklearn():
     assert out["support_per_class"] == np.bincount(y, minlength=7).tolist()
 
 
-def test_absent_class_still_has_a_row():
+def test_absent_class_still_has_a_row_but_does_not_lower_the_macro_average():
     out = load_metric().compute(predictions=[0, 1, 1], references=[0, 1, 0], num_labels=4)
     assert len(out["f1_per_class"]) == 4 and out["support_per_class"] == [2, 1, 0, 0]
+    assert out["f1_macro"] == f1_score([0, 1, 0], [0, 1, 1], average="macro")  # over classes 0 and 1 only
+    wrong = load_metric().compute(predictions=[0, 3, 1], references=[0, 1, 1], num_labels=4)
+    assert len(set(wrong["f1_per_class"])) > 1 and wrong["f1_macro"] == f1_score([0, 1, 1], [0, 3, 1], average="macro")
 
 
 def test_top_k_by_hand():

@@ -17,7 +17,8 @@ Args:
     predictions (list of int): predicted class ids.
     references (list of int): true class ids.
     num_labels (int, optional): number of classes; per-class lists then have this length even when a class is
-        absent from both lists (its F1 is 0, as scikit-learn with zero_division=0).
+        absent from both lists (its F1 is 0, as scikit-learn with zero_division=0). Macro and weighted averages
+        are over the classes present in references or predictions (scikit-learn's default).
 Returns:
     accuracy, precision_macro, recall_macro, f1_macro, precision_weighted, recall_weighted, f1_weighted (floats),
     f1_per_class, precision_per_class, recall_per_class (lists of floats), support_per_class (list of ints).
@@ -36,9 +37,11 @@ class Classification(evaluate.Metric):
     def _compute(self, predictions, references, num_labels=None):
         labels = list(range(num_labels)) if num_labels else None
         out = {"accuracy": float(accuracy_score(references, predictions))}
+        # Averages over the classes that occur (in references or predictions), scikit-learn's default: a test
+        # folder holding a few of the classes is not marked down for the classes it does not contain.
         for average in ("macro", "weighted"):
             p, r, f, _ = precision_recall_fscore_support(
-                references, predictions, labels=labels, average=average, zero_division=0)
+                references, predictions, average=average, zero_division=0)
             out.update({f"precision_{average}": float(p), f"recall_{average}": float(r), f"f1_{average}": float(f)})
         p, r, f, s = precision_recall_fscore_support(references, predictions, labels=labels, average=None,
                                                      zero_division=0)
