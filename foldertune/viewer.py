@@ -93,9 +93,9 @@ def plot_class_distribution(report: dict, path: str) -> None:
     ax.set_yticks([i + bar * (len(splits) - 1) / 2 for i in range(len(names))], names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("usable images")
-    ax.set_title("images per class")
+    ax.set_title("images per class", loc="right", fontsize=10)
     if splits:
-        ax.legend(loc="lower right")
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.02), ncol=len(splits), fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
