@@ -80,7 +80,8 @@ def set_serving_config(model: TimmWrapperForImageClassification, *, size: int, m
     cfg.update(input_size=[3, size, size], test_input_size=[3, size, size], mean=list(mean), std=list(std),
                interpolation=interpolation, crop_pct=crop_pct, test_crop_pct=crop_pct, crop_mode=crop_mode,
                num_classes=model.config.num_labels)
-    cfg.pop("hf_hub_id", None)  # it now describes our model, not the base checkpoint
+    for stale in ("hf_hub_id", "label_names", "label_descriptions"):  # the base checkpoint's, not ours
+        cfg.pop(stale, None)
     model.config.pretrained_cfg = cfg
 
 

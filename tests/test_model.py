@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -57,12 +58,18 @@ def test_pretrained_loading_copies_backbone_and_reinits_head(tmp_path):
     # A local folder in timm's Hub layout: config.json + model.safetensors for a 1000-class model.
     src = timm.create_model("test_resnet", pretrained=False, num_classes=1000)
     timm.models._hub.save_for_hf(src, str(tmp_path), safe_serialization="both")
+    cfg = json.loads((tmp_path / "config.json").read_text())  # real timm checkpoints carry ImageNet names
+    cfg["pretrained_cfg"]["label_names"] = [f"n{i:08d}" for i in range(1000)]
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
     m = build_model(str(tmp_path), pretrained=True, class_names=NAMES, drop_rate=0.2)
     src_state, new_state = src.state_dict(), m.timm_model.state_dict()
     backbone = [k for k in src_state if not k.startswith("fc.")]
     assert all(torch.equal(src_state[k], new_state[k]) for k in backbone)
     assert new_state["fc.weight"].shape == (len(NAMES), src_state["fc.weight"].shape[1])
     assert m.config.id2label[2] == "10" and m.timm_model.drop_rate == 0.2
+    set_serving_config(m, size=40, mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="bicubic", crop_pct=1.0,
+                       crop_mode="squash")
+    assert "label_names" not in m.config.pretrained_cfg  # no stale ImageNet names travel with our model
 
 
 def test_random_init_uses_timms_init():
