@@ -82,10 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # Resolve preprocessing from the checkpoint (fails early, with a fix, if it cannot be loaded offline)
     base_config = modeling.load_base_config(model_args.model_name_or_path, model_args.pretrained)
-    dcfg = data.resolve_data_config(
-        base_config.pretrained_cfg or {}, image_size=data_args.image_size, eval_size=data_args.eval_size,
-        eval_crop_pct=data_args.eval_crop_pct, eval_crop_mode=data_args.eval_crop_mode,
-        mean=data_args.image_mean, std=data_args.image_std, interpolation=data_args.interpolation)
+    train_transform, eval_transform, dcfg = data.build_presets(data_args, base_config.pretrained_cfg or {})
 
     # Initialize our dataset (the main process builds the imagefolder cache first, the others reuse it)
     with training_args.main_process_first(desc="loading image folders"):
@@ -106,15 +103,6 @@ def main(argv: list[str] | None = None) -> dict:
                 training_args.per_device_train_batch_size, training_args.world_size,
                 training_args.gradient_accumulation_steps)
 
-    train_transform = data.TrainPreset(
-        size=dcfg["size"], mean=dcfg["mean"], std=dcfg["std"], interpolation=dcfg["interpolation"],
-        crop=data_args.train_crop, resize=tuple(data_args.train_resize), rrc_scale=tuple(data_args.rrc_scale),
-        hflip=data_args.hflip, color_jitter=tuple(data_args.color_jitter), translate=tuple(data_args.translate),
-        rotation=data_args.rotation, random_erasing=data_args.random_erasing,
-        warp_interpolation=data_args.warp_interpolation)
-    eval_transform = data.EvalPreset(
-        size=dcfg["eval_size"], mean=dcfg["mean"], std=dcfg["std"], interpolation=dcfg["interpolation"],
-        crop_pct=dcfg["crop_pct"], crop_mode=dcfg["crop_mode"])
     decode = dict(strict=data_args.strict_images, allow_truncated=data_args.allow_truncated_images)
     train_ds.set_transform(data.BatchTransform(train_transform, drop=True, draft_size=train_transform.draft_size,
                                                **decode))

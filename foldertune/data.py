@@ -18,7 +18,7 @@ from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 from PIL import Image, ImageFile, ImageOps
 from torchvision.transforms import v2
 
-from .config import ConfigError
+from .config import ConfigError, DataArguments
 
 logger = logging.getLogger(__name__)
 
@@ -307,3 +307,20 @@ def resolve_data_config(pretrained_cfg: dict, *, image_size: int, eval_size: int
         "crop_pct": eval_crop_pct if eval_crop_pct is not None else base["crop_pct"],
         "crop_mode": eval_crop_mode,
     }
+
+
+def build_presets(data_args: DataArguments, pretrained_cfg: dict) -> tuple[TrainPreset, EvalPreset, dict]:
+    """The one mapping from the data options to transforms, shared by training and `data_prep.py preview-aug`
+    (so the preview shows exactly what the model sees). Returns the train and eval presets and the resolved
+    data config (mean, std, interpolation, sizes, crop), which also goes into the saved model's pretrained_cfg."""
+    d = data_args
+    dcfg = resolve_data_config(pretrained_cfg, image_size=d.image_size, eval_size=d.eval_size,
+                               eval_crop_pct=d.eval_crop_pct, eval_crop_mode=d.eval_crop_mode, mean=d.image_mean,
+                               std=d.image_std, interpolation=d.interpolation)
+    train = TrainPreset(size=dcfg["size"], mean=dcfg["mean"], std=dcfg["std"], interpolation=dcfg["interpolation"],
+                        crop=d.train_crop, resize=tuple(d.train_resize), rrc_scale=tuple(d.rrc_scale),
+                        hflip=d.hflip, color_jitter=tuple(d.color_jitter), translate=tuple(d.translate),
+                        rotation=d.rotation, random_erasing=d.random_erasing, warp_interpolation=d.warp_interpolation)
+    evaluation = EvalPreset(size=dcfg["eval_size"], mean=dcfg["mean"], std=dcfg["std"],
+                            interpolation=dcfg["interpolation"], crop_pct=dcfg["crop_pct"], crop_mode=dcfg["crop_mode"])
+    return train, evaluation, dcfg

@@ -234,7 +234,7 @@ def prepare_dataset(src: str, out: str, *, link: bool = False, crop: float = 0.0
 
 def build_train_transform(config: str, data_dir: str, extra_args: list[str] = ()):
     """The train transform exactly as train_hf.py builds it from a recipe: parse_args -> the checkpoint's data
-    config -> data.TrainPreset with the same arguments (a test checks they match train_hf.main's call).
+    config -> data.build_presets, the same call train_hf.main makes (a test checks the arguments match).
     Returns (transform, mean, std) (mean/std to un-normalise for display)."""
     from .config import parse_args
     from .model import load_base_config
@@ -242,16 +242,7 @@ def build_train_transform(config: str, data_dir: str, extra_args: list[str] = ()
     data_args, model_args, _ = parse_args(["--config", config, "--train_dir", data_dir,
                                            "--output_dir", os.devnull, *extra_args])
     base = load_base_config(model_args.model_name_or_path, model_args.pretrained)
-    dcfg = data.resolve_data_config(
-        base.pretrained_cfg or {}, image_size=data_args.image_size, eval_size=data_args.eval_size,
-        eval_crop_pct=data_args.eval_crop_pct, eval_crop_mode=data_args.eval_crop_mode,
-        mean=data_args.image_mean, std=data_args.image_std, interpolation=data_args.interpolation)
-    transform = data.TrainPreset(
-        size=dcfg["size"], mean=dcfg["mean"], std=dcfg["std"], interpolation=dcfg["interpolation"],
-        crop=data_args.train_crop, resize=tuple(data_args.train_resize), rrc_scale=tuple(data_args.rrc_scale),
-        hflip=data_args.hflip, color_jitter=tuple(data_args.color_jitter), translate=tuple(data_args.translate),
-        rotation=data_args.rotation, random_erasing=data_args.random_erasing,
-        warp_interpolation=data_args.warp_interpolation)
+    transform, _, dcfg = data.build_presets(data_args, base.pretrained_cfg or {})
     return transform, dcfg["mean"], dcfg["std"]
 
 

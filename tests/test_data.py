@@ -80,10 +80,11 @@ def seed_preset():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     d, _, _ = parse_args(["--config", os.path.join(root, "configs", "seed_resnet152.yaml"), "--train_dir", "t",
                           "--output_dir", "o"])
-    return d, data.TrainPreset(size=d.image_size, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-                               interpolation=d.interpolation, crop=d.train_crop, resize=tuple(d.train_resize),
-                               hflip=d.hflip, color_jitter=tuple(d.color_jitter), translate=tuple(d.translate),
-                               rotation=d.rotation, random_erasing=d.random_erasing)
+    imagenet = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "interpolation": "bilinear",
+                "crop_pct": 0.875, "input_size": (3, 224, 224)}  # what timm/resnet152.tv2_in1k's config says
+    train, evaluation, dcfg = data.build_presets(d, imagenet)
+    assert dcfg["crop_pct"] == 1.0 and dcfg["crop_mode"] == "squash" and dcfg["eval_size"] == 512
+    return d, train
 
 
 def test_seed_recipe_has_every_op_in_order():

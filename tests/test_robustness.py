@@ -154,10 +154,10 @@ def test_rank_seed_differs_per_process_and_repeats():
 # ---------------------------------------------------------------------------------------------------------------
 # Real subprocesses: kill -9 and resume, SIGTERM
 
-def script_cmd(root, out, epochs):
+def script_cmd(root, out, epochs, every=2):
     return [sys.executable, os.path.join(ROOT, "train_hf.py")] + base_argv(root, out) + [
-        "--num_train_epochs", str(epochs), "--save_strategy", "steps", "--save_steps", "2", "--eval_strategy",
-        "steps", "--eval_steps", "2", "--logging_strategy", "steps", "--logging_steps", "1"]
+        "--num_train_epochs", str(epochs), "--save_strategy", "steps", "--save_steps", str(every), "--eval_strategy",
+        "steps", "--eval_steps", str(every), "--logging_strategy", "steps", "--logging_steps", "1"]
 
 
 def wait_for(path, proc, timeout=120):
@@ -175,25 +175,25 @@ def final_state(out):
 @pytest.mark.slow
 def test_kill_9_then_rerun_resumes_and_finishes(tmp_path, folders):
     out = tmp_path / "run"
-    cmd = script_cmd(folders, out, epochs=6)  # 16 images / batch 8 = 2 steps per epoch -> 12 steps
+    cmd = script_cmd(folders, out, epochs=20, every=4)  # 16 images / batch 8 = 2 steps per epoch -> 40 steps
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(out / "checkpoint-4" / "trainer_state.json", proc)
-    time.sleep(0.3)  # somewhere in the next steps, possibly mid-save
+    time.sleep(0.2)  # somewhere in the next steps, possibly mid-save
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = max(int(n.split("-")[1]) for n in os.listdir(out) if n.startswith("checkpoint-"))
-    assert done < 12, "the run finished before the kill; the test did not test anything"
+    assert done < 36, "the run finished before the kill; the test did not test anything"
     # A checkpoint cut short while saving: weights there, trainer_state.json not yet.
-    partial = out / "checkpoint-11"
+    partial = out / "checkpoint-39"
     partial.mkdir(exist_ok=True)
     (partial / "model.safetensors").write_bytes(b"\0" * 10)
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "ignoring incomplete checkpoint" in rerun.stderr and "resuming from" in rerun.stderr
     state = final_state(out)
-    assert state["global_step"] == 12 and (out / "model.safetensors").is_file()
+    assert state["global_step"] == 40 and (out / "model.safetensors").is_file()
     steps = [h["step"] for h in state["log_history"] if "loss" in h]
-    assert steps[-1] == 12 and len(set(steps)) == len(steps)  # no step trained twice in the kept history
+    assert steps[-1] == 40 and len(set(steps)) == len(steps)  # no step trained twice in the kept history
 
 
 @pytest.mark.slow
