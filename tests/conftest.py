@@ -4,31 +4,31 @@ Nothing here touches the network or ../shared; images are drawn by the tests.
 """
 
 import os
+import shutil
 import sys
+import tempfile
 
-import numpy as np
-import pytest
-from PIL import Image
+# No Hub access and a private HF cache for every test and every subprocess it starts. Set at import, before any
+# test module imports huggingface_hub / transformers / datasets: they read these once, when first imported
+# (set later, a Hub lookup would first wait ~20 s for the network to time out).
+_HF_HOME = tempfile.mkdtemp(prefix="foldertune_hf_home_")
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": _HF_HOME,
+               "HF_HUB_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg", "TOKENIZERS_PARALLELISM": "false",
+               "OMP_NUM_THREADS": "2"}
+os.environ.update(OFFLINE_ENV)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
 @pytest.fixture(autouse=True, scope="session")
-def offline_env(tmp_path_factory):
-    """No Hub access and a private HF cache, for every test and every subprocess it starts."""
-    home = tmp_path_factory.mktemp("hf_home")
-    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(home),
-           "HF_HUB_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg", "TOKENIZERS_PARALLELISM": "false",
-           "OMP_NUM_THREADS": "2"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+def offline_env():
     yield
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    shutil.rmtree(_HF_HOME, ignore_errors=True)
 
 
 # One colour per class plus noise: learnable in a couple of epochs by a tiny net, yet not trivially identical.
