@@ -51,7 +51,7 @@ def write_predictions(path: str, files: list[str], root: str, probs: np.ndarray,
         w.writerow(header)
         for i, file in enumerate(files):
             readable = file not in unreadable
-            row = [os.path.relpath(file, root), class_names[order[i, 0]] if readable else "",
+            row = [os.path.relpath(file, root) if root else file, class_names[order[i, 0]] if readable else "",
                    f"{probs[i, order[i, 0]]:.6f}" if readable else ""]
             if labels is not None:
                 row.append(class_names[labels[i]])
@@ -72,26 +72,34 @@ def main(argv: list[str] | None = None) -> dict:
 
     set_seed(training_args.seed)  # before the model is built: the new head (or whole random init) is seeded too
 
-    # Check the image folders before any model is built or any image decoded
-    train_layout = data.scan_folder(data_args.train_dir, "train_dir")
-    val_layout = data.scan_folder(data_args.validation_dir, "validation_dir") if data_args.validation_dir else None
-    test_layout = data.scan_folder(data_args.test_dir, "test_dir") if data_args.test_dir else None
-    class_names = data.check_layouts(train_layout, val_layout, test_layout)
-    logger.info("%d classes, %d train images%s", len(class_names), train_layout.num_images,
-                f", {val_layout.num_images} validation images" if val_layout else "")
+    # Check the image folders (or the saved dataset) before any model is built or any image decoded
+    if data_args.dataset_name:  # `data_prep.py save/push` output: a folder of parquet or a Hub dataset id
+        train_ds, val_ds, test_ds, class_names = data.load_saved_dataset(data_args.dataset_name)
+        test_root, from_train = "", val_ds is None
+    else:
+        train_layout = data.scan_folder(data_args.train_dir, "train_dir")
+        val_layout = data.scan_folder(data_args.validation_dir, "validation_dir") if data_args.validation_dir else None
+        test_layout = data.scan_folder(data_args.test_dir, "test_dir") if data_args.test_dir else None
+        class_names = data.check_layouts(train_layout, val_layout, test_layout)
+        test_root, from_train = test_layout.root if test_layout else "", val_layout is None
 
     # Resolve preprocessing from the checkpoint (fails early, with a fix, if it cannot be loaded offline)
     base_config = modeling.load_base_config(model_args.model_name_or_path, model_args.pretrained)
     train_transform, eval_transform, dcfg = data.build_presets(data_args, base_config.pretrained_cfg or {})
 
     # Initialize our dataset (the main process builds the imagefolder cache first, the others reuse it)
-    with training_args.main_process_first(desc="loading image folders"):
-        train_ds = data.load_split(train_layout, class_names)
-        val_ds = data.load_split(val_layout, class_names) if val_layout else None
-        test_ds = data.load_split(test_layout, class_names) if test_layout else None
+    if not data_args.dataset_name:
+        with training_args.main_process_first(desc="loading image folders"):
+            train_ds = data.load_split(train_layout, class_names)
+            val_ds = data.load_split(val_layout, class_names) if val_layout else None
+            test_ds = data.load_split(test_layout, class_names) if test_layout else None
     if val_ds is None:
         train_ds, val_ds = data.split_train(train_ds, data_args.validation_split, training_args.seed)
-        logger.info("no validation_dir: held out %d of train (stratified, seed %d)", len(val_ds), training_args.seed)
+        logger.info("no validation split: held out %d of train (stratified, seed %d)", len(val_ds),
+                    training_args.seed)
+    test_labeled = test_ds is not None and "label" in test_ds.features
+    logger.info("%d classes, %d train, %d validation%s images", len(class_names), len(train_ds), len(val_ds),
+                f", {len(test_ds)} test ({'labeled' if test_labeled else 'unlabeled'})" if test_ds else "")
 
     global_batch = training_args.per_device_train_batch_size * training_args.world_size
     if len(train_ds) < global_batch:  # incomplete train batches are dropped: there would be no step at all
@@ -169,10 +177,10 @@ def main(argv: list[str] | None = None) -> dict:
         unreadable = set(gather_object(sorted(trainer.bad_images)))  # collective: every rank calls it
         if trainer.is_world_process_zero():
             write_predictions(os.path.join(training_args.output_dir, "predictions.csv"), data.image_paths(test_ds),
-                              test_layout.root, probs, class_names, data_args.top_k,
-                              test_out.label_ids if test_layout.labeled else None,
+                              test_root, probs, class_names, data_args.top_k,
+                              test_out.label_ids if test_labeled else None,
                               unreadable=unreadable)
-        if test_layout.labeled:
+        if test_labeled:
             trainer.log_metrics("test", test_out.metrics)
             trainer.save_metrics("test", test_out.metrics)
             results.update(test_out.metrics)
@@ -189,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
     # Evaluation report in output_dir/report: metrics table, per-class CSV, confusion matrix, curves, mistakes
     report_splits = {"validation": report.SplitPredictions(
         logits=val_out.predictions, labels=val_out.label_ids, paths=data.image_paths(val_ds))}
-    if test_ds is not None and test_layout.labeled:
+    if test_labeled:
         report_splits["test"] = report.SplitPredictions(
             logits=test_out.predictions, labels=test_out.label_ids, paths=data.image_paths(test_ds))
     if trainer.is_world_process_zero():
@@ -204,9 +212,9 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.save_state()
         splits = {"train": len(train_ds), "validation": len(val_ds)} | ({"test": len(test_ds)} if test_ds else {})
         hub.write_run_info(training_args.output_dir, splits=splits, world_size=training_args.world_size,
-                           test_labeled=test_layout.labeled if test_layout else None,
+                           test_labeled=test_labeled if test_ds is not None else None,
                            hardware=hub.describe_hardware(training_args.world_size),
-                           validation_from_train=val_layout is None, resumed_from=checkpoint)
+                           validation_from_train=from_train, resumed_from=checkpoint)
     trainer.accelerator.wait_for_everyone()
 
     # Publish (main process only, once, after everything is on disk): raises PublishError with the retry command

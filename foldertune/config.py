@@ -32,6 +32,10 @@ class DataArguments:
     test_dir: str | None = field(
         default=None, metadata={"help": "Folder to predict: flat images (unlabeled) or class sub-folders (labeled)."}
     )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Instead of folders: a dataset saved or pushed by `data_prep.py save/push` "
+                                        "(local folder or Hub id) with splits train[/validation/test]."}
+    )
     validation_split: float = field(
         default=0.1, metadata={"help": "Fraction of train held out per class when there is no validation_dir."}
     )
@@ -225,8 +229,10 @@ def validate(data_args: DataArguments, model_args: ModelArguments, args: Finetun
     """Cross-field checks that argparse cannot do. Each raises one line saying how to fix it."""
     if not args.output_dir:
         raise ConfigError("output_dir is required (--output_dir runs/NAME)")
-    if not data_args.train_dir:
-        raise ConfigError("train_dir is required (--train_dir path/to/train)")
+    if not data_args.train_dir and not data_args.dataset_name:
+        raise ConfigError("train_dir is required (--train_dir path/to/train), or dataset_name for a saved dataset")
+    if data_args.dataset_name and (data_args.train_dir or data_args.validation_dir or data_args.test_dir):
+        raise ConfigError("give either dataset_name or train_dir/validation_dir/test_dir, not both")
     if args.hub_token:  # it would land in shell history, checkpoints' training_args.bin and logs
         raise ConfigError("do not pass --hub_token; set HF_TOKEN in the environment or run `hf auth login`")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not args.use_cpu and not torch.cuda.is_available():

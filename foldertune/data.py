@@ -6,12 +6,14 @@ Labels are class folder names kept as strings end to end; ids follow the train s
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
 from dataclasses import dataclass, field
 
 import datasets
+import pyarrow.compute
 import timm.data
 import torch
 from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
@@ -117,6 +119,31 @@ def load_split(layout: FolderLayout, class_names: list[str]) -> datasets.Dataset
     return ds
 
 
+def load_saved_dataset(name: str) -> tuple[datasets.Dataset, datasets.Dataset | None, datasets.Dataset | None,
+                                            list[str]]:
+    """A dataset written by `data_prep.py save` (or pushed with `push`): splits train / validation / test with an
+    Image column (bytes embedded) and a ClassLabel `label`; an unlabeled test split has label -1 everywhere.
+    Returns (train, validation or None, test or None, class names); images stay undecoded until used."""
+    try:
+        dsd = datasets.load_dataset(name)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        raise ConfigError(f"dataset_name '{name}' cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                          f"give a folder written by `data_prep.py save` or a Hub dataset id") from None
+    if "train" not in dsd or not isinstance(dsd["train"].features.get("label"), datasets.ClassLabel):
+        raise ConfigError(f"dataset_name '{name}' needs a train split with a ClassLabel 'label' column and an "
+                          f"'image' column (as `data_prep.py save` writes); it has {dict(dsd.num_rows)}")
+    names = dsd["train"].features["label"].names
+    splits = {k: dsd[k].cast_column("image", datasets.Image(decode=False)) for k in dsd}
+    test = splits.get("test")
+    if test is not None:
+        labels = set(test["label"])
+        if labels == {-1}:
+            test = test.remove_columns("label")
+        elif -1 in labels:
+            raise ConfigError(f"dataset_name '{name}': the test split mixes labeled and unlabeled (-1) images")
+    return splits["train"], splits.get("validation"), test, names
+
+
 def split_train(ds: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Seeded split that keeps each class's proportion (for runs without a validation folder)."""
     parts = ds.train_test_split(test_size=fraction, stratify_by_column="label", seed=seed)
@@ -124,7 +151,10 @@ def split_train(ds: datasets.Dataset, fraction: float, seed: int) -> tuple[datas
 
 
 def image_paths(ds: datasets.Dataset) -> list[str]:
-    return [item["path"] for item in ds.with_format(None)["image"]]  # without the set_transform hook
+    """File paths in dataset order. Read through Arrow (memory-mapped): a saved dataset's embedded image bytes
+    are never copied into Python objects, and the set_transform hook is bypassed."""
+    column = ds.with_format("arrow")["image"]
+    return pyarrow.compute.struct_field(column, "path").to_pylist()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -140,7 +170,7 @@ Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
-def open_rgb(path: str, *, allow_truncated: bool = False, draft_size: int | None = None) -> Image.Image:
+def open_rgb(path, *, allow_truncated: bool = False, draft_size: int | None = None) -> Image.Image:
     """Decode any PIL mode to RGB the way a person would see it: EXIF rotation applied, transparency on white,
     16-bit scaled down (convert('RGB') would clip it to white). Truncated files raise unless allow_truncated.
 
@@ -255,8 +285,10 @@ class BatchTransform:
         pixels, bad = [], []
         for item in batch["image"]:
             path = item["path"]
+            # Folders give a path; a saved/pushed dataset gives the image bytes (path is then its file name).
+            source = io.BytesIO(item["bytes"]) if item.get("bytes") else path
             try:  # only decoding is guarded: a bug in a transform must fail loudly, not skip every image
-                img = open_rgb(path, allow_truncated=self.allow_truncated, draft_size=self.draft_size)
+                img = open_rgb(source, allow_truncated=self.allow_truncated, draft_size=self.draft_size)
                 bad.append("")
             except DECODE_ERRORS as e:
                 if self.strict:

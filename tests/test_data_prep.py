@@ -358,3 +358,24 @@ def test_prepare_downscales_jpegs_over_the_pixel_limit(tmp_path, monkeypatch):
     assert rows["a/huge.jpg"]["action"] == "re-encoded" and "reduced scale" in rows["a/huge.jpg"]["details"]
     assert rows["b/huge.png"]["action"] == "quarantined"
     assert data.open_rgb(str(out / rows["a/huge.jpg"]["dest"])).size == (32, 16)  # the loader reads it now
+
+
+def test_training_starts_from_the_saved_format(tmp_path):
+    """`data_prep.py save` output trains directly (--dataset_name), labels and test rows as with folders."""
+    import csv
+
+    from conftest import TINY_ARGS
+    from train_hf import main
+
+    make_folder(tmp_path / "src" / "train", {"cat": 8, "Dog": 8}, seed=1)
+    make_folder(tmp_path / "src" / "val", {"cat": 2, "Dog": 3}, seed=2)
+    make_folder(tmp_path / "src" / "test", {}, flat=3, seed=3)
+    assert data_prep.main(["save", str(tmp_path / "src"), str(tmp_path / "saved")]) == 0
+    shutil.rmtree(tmp_path / "src")  # the images travel inside the parquet
+    out = tmp_path / "run"
+    results = main(["--dataset_name", str(tmp_path / "saved"), "--output_dir", str(out), "--num_train_epochs", "1"]
+                   + TINY_ARGS)
+    assert results["eval_samples"] == 5 and json.loads((out / "config.json").read_text())["label_names"] == ["Dog", "cat"]
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert sorted(r["file"] for r in rows) == [f"flat_{i:03d}.png" for i in range(3)]
+    assert all(r["prediction"] in {"cat", "Dog"} for r in rows)
