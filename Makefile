@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine (Python 3.10+ with venv):
 #   make demo   # venv + requirements, writes the digits demo data, trains on CPU/GPU, prints metrics
-#   make test   # venv + requirements, runs the test suite (offline, ~5 min on 2 CPU cores)
+#   make test   # venv + requirements, runs the test suite (offline, ~3.5 min on 2 CPU cores)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

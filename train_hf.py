@@ -18,13 +18,14 @@ Re-running the same command after an interruption resumes from the last complete
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import sys
 
 import numpy as np
 import torch
-from accelerate.utils import gather_object
+from accelerate.utils import broadcast_object_list, gather_object
 from transformers import EarlyStoppingCallback, set_seed
 
 from foldertune import data, model as modeling
@@ -33,7 +34,7 @@ from foldertune import hub
 from foldertune import report
 from foldertune.metrics import ComputeMetrics
 from foldertune.trainer import (ImageClassificationTrainer, PreemptionCallback, RankSeedCallback,
-                                last_complete_checkpoint)
+                                checkpoint_step, last_complete_checkpoint)
 
 logger = logging.getLogger("train_hf")
 
@@ -146,21 +147,35 @@ def main(argv: list[str] | None = None) -> dict:
         os.makedirs(training_args.output_dir, exist_ok=True)
         save_config(os.path.join(training_args.output_dir, "run_config.yaml"), data_args, model_args, training_args)
 
-    # Training (resumes from the last checkpoint in output_dir when there is one)
+    # Training (resumes from the last complete checkpoint in output_dir when there is one). Rank 0 chooses and
+    # every rank takes its choice: ranks that judged on their own could start at different steps and hang.
     checkpoint = training_args.resume_from_checkpoint or last_complete_checkpoint(training_args.output_dir)
+    checkpoint = broadcast_object_list([checkpoint])[0]
     if checkpoint:
         logger.info("resuming from %s (use a new output_dir to start over)", checkpoint)
+    start_step = checkpoint_step(checkpoint)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     if preemption.stopped_at is not None:
         logger.warning("stopped by SIGTERM at step %d; checkpoint saved in %s. Run the same command again to resume.",
                        preemption.stopped_at, training_args.output_dir)
         return {"preempted_at_step": preemption.stopped_at}
     results = {}
-    if torch.cuda.is_available():  # per process; the largest batch-size lever on a GPU
+    train_results_file = os.path.join(training_args.output_dir, "train_results.json")
+    if trainer.state.global_step == start_step and os.path.isfile(train_results_file):
+        # Re-run of a finished run: nothing was trained now, so keep the real training metrics on disk.
+        with open(train_results_file) as f:
+            train_result.metrics.update(json.load(f))
+    elif torch.cuda.is_available():  # per process; the largest batch-size lever on a GPU
         train_result.metrics["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     results.update(train_result.metrics)
+
+    # Save the model in timm's layout (loads in transformers, pipeline and timm) and the log history first:
+    # nothing after this point can lose the trained weights.
+    if trainer.is_world_process_zero():
+        modeling.save_pretrained_timm(trainer.model, training_args.output_dir)
+        trainer.save_state()
 
     # Evaluation of the final (best) model on the validation set
     val_out = trainer.predict(val_ds, metric_key_prefix="eval")
@@ -170,23 +185,22 @@ def main(argv: list[str] | None = None) -> dict:
     results.update(val_out.metrics)
 
     # Predictions for the test folder (labeled: test metrics too). Gathered: one row per image, dataset order.
-    if test_ds is not None:
-        test_out = trainer.predict(test_ds, metric_key_prefix="test")
+    test_out = trainer.predict(test_ds, metric_key_prefix="test") if test_ds is not None else None
+    # Unreadable images met by any process (collective: every rank calls it); listed in bad_images.txt
+    bad_images = sorted(set(gather_object(sorted(trainer.bad_images))))
+    if test_out is not None:
         test_out.metrics["test_samples"] = len(test_out.predictions)
         probs = torch.softmax(torch.from_numpy(test_out.predictions).float(), dim=-1).numpy()
-        unreadable = set(gather_object(sorted(trainer.bad_images)))  # collective: every rank calls it
         if trainer.is_world_process_zero():
             write_predictions(os.path.join(training_args.output_dir, "predictions.csv"), data.image_paths(test_ds),
                               test_root, probs, class_names, data_args.top_k,
                               test_out.label_ids if test_labeled else None,
-                              unreadable=unreadable)
+                              unreadable=set(bad_images))
         if test_labeled:
             trainer.log_metrics("test", test_out.metrics)
             trainer.save_metrics("test", test_out.metrics)
             results.update(test_out.metrics)
 
-    # Unreadable images met by any process: counted, listed in bad_images.txt (inspect them with data_prep.py)
-    bad_images = sorted(set(gather_object(sorted(trainer.bad_images))))
     results["unreadable_images"] = len(bad_images)
     if bad_images and trainer.is_world_process_zero():
         with open(os.path.join(training_args.output_dir, "bad_images.txt"), "w") as f:
@@ -206,10 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
                                       class_names=class_names, best_step=trainer.state.best_global_step)
         logger.info("evaluation report in %s\n\n%s\n", report_dir, report.format_summary(summary))
 
-    # Save the model in timm's layout (loads in transformers, pipeline and timm) and the log history
     if trainer.is_world_process_zero():
-        modeling.save_pretrained_timm(trainer.model, training_args.output_dir)
-        trainer.save_state()
         splits = {"train": len(train_ds), "validation": len(val_ds)} | ({"test": len(test_ds)} if test_ds else {})
         hub.write_run_info(training_args.output_dir, splits=splits, world_size=training_args.world_size,
                            test_labeled=test_labeled if test_ds is not None else None,

@@ -157,10 +157,6 @@ ARGUMENT_CLASSES = (DataArguments, ModelArguments, FinetuneTrainingArguments)
 SECRET_KEYS = {"hub_token"}
 
 
-def _make_parser() -> HfArgumentParser:
-    return HfArgumentParser(ARGUMENT_CLASSES)
-
-
 def _yaml_to_argv(cfg: dict, known: set[str], source: str) -> tuple[list[str], dict]:
     """Turn flat YAML keys into CLI tokens, so argparse type-checks them exactly like flags. Nulls become defaults."""
     argv, nulls = [], {}
@@ -192,6 +188,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[DataArguments, ModelArgum
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _RaisingParser(ARGUMENT_CLASSES)
     yaml_argv: list[str] = []
+    argv = [a for arg in argv for a in (arg.split("=", 1) if arg.startswith("--config=") else [arg])]
     if "--config" in argv:
         i = argv.index("--config")
         if i + 1 >= len(argv):
@@ -260,6 +257,8 @@ def validate(data_args: DataArguments, model_args: ModelArguments, args: Finetun
         raise ConfigError("translate needs 2 values: max fraction of width and of height")
     if len(data_args.train_resize) > 2:
         raise ConfigError("train_resize takes 1 value (shorter side) or 2 (height width)")
+    if data_args.top_k < 1:
+        raise ConfigError(f"top_k must be >= 1 (predictions.csv columns), got {data_args.top_k}")
     if not 0.0 < data_args.validation_split < 1.0:
         raise ConfigError(f"validation_split must be in (0, 1), got {data_args.validation_split}")
     if not 0.0 <= model_args.drop_rate < 1.0:
@@ -273,6 +272,10 @@ def resolved_config(*arg_objects) -> dict:
         d = obj.to_dict() if isinstance(obj, TrainingArguments) else dataclasses.asdict(obj)
         names = {f.name for f in dataclasses.fields(obj) if f.init}
         out.update({k: v for k, v in d.items() if k in names and k not in SECRET_KEYS})
+        # Precision set by `accelerate launch` (mixed_precision in accelerate_config.yaml) is recorded as the flag,
+        # so passing this file back with --config, even without accelerate, trains in the same precision.
+        if getattr(obj, "mixed_precision", "no") in ("bf16", "fp16"):
+            out[obj.mixed_precision] = True
     return out
 
 

@@ -104,7 +104,10 @@ def check_layouts(train: FolderLayout, validation: FolderLayout | None, test: Fo
 def load_split(layout: FolderLayout, class_names: list[str]) -> datasets.Dataset:
     """One folder through `imagefolder`, loaded on its own (a flat test folder beside labeled ones would drop the
     label column of every split). Columns: image (path, decoded lazily by our transform), label (train's ids)."""
-    ds = datasets.load_dataset("imagefolder", data_dir=layout.root, split="train")
+    # The exact files of our scan, in its order: with data_dir, `imagefolder` would also guess splits from file and
+    # folder names (test_2.jpg, ILSVRC2012_val_0003.JPEG or a class called "test" break or shrink the split).
+    files = [p for paths in layout.classes.values() for p in paths] + layout.flat
+    ds = datasets.load_dataset("imagefolder", data_files={"train": files}, split="train")
     ds = ds.cast_column("image", datasets.Image(decode=False))
     if layout.labeled:
         # Map through names: this folder's own ids follow its own sorted class list, not train's.
@@ -146,7 +149,11 @@ def load_saved_dataset(name: str) -> tuple[datasets.Dataset, datasets.Dataset | 
 
 def split_train(ds: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Seeded split that keeps each class's proportion (for runs without a validation folder)."""
-    parts = ds.train_test_split(test_size=fraction, stratify_by_column="label", seed=seed)
+    try:
+        parts = ds.train_test_split(test_size=fraction, stratify_by_column="label", seed=seed)
+    except ValueError as e:  # too few images per class for a stratified hold-out
+        raise ConfigError(f"cannot hold out validation_split={fraction} of train per class ({e}); add a "
+                          f"validation_dir or raise validation_split") from None
     return parts["train"], parts["test"]
 
 

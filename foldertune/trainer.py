@@ -86,7 +86,7 @@ class ImageClassificationTrainer(Trainer):
         else:
             t_max = args.t_max_epochs or args.num_train_epochs
             self.lr_scheduler = LambdaLR(optimizer, partial(
-                _step_factor, steps_per_epoch=getattr(self, "steps_per_epoch", 1),
+                _step_factor, steps_per_epoch=self.steps_per_epoch,
                 warmup_steps=args.get_warmup_steps(num_training_steps), schedule=args.lr_schedule, t_max=t_max,
                 t_mult=args.t_mult, min_lr_ratio=args.min_lr / args.learning_rate,
                 step_size=args.step_size_epochs, gamma=args.gamma))
@@ -121,8 +121,8 @@ class ImageClassificationTrainer(Trainer):
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
     """The newest checkpoint-N that finished saving. The Trainer writes the model, optimizer, scheduler and RNG
-    state first and trainer_state.json last, so a parseable trainer_state.json plus the weights and optimizer
-    marks a complete one; a folder cut short by a kill is skipped (and reported)."""
+    state first and trainer_state.json last, so a parseable trainer_state.json plus the weights marks a complete
+    one; a folder cut short by a kill is skipped (and reported)."""
     if not os.path.isdir(output_dir):
         return None
     found = []
@@ -134,7 +134,8 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
         try:
             with open(os.path.join(path, "trainer_state.json")) as f:
                 json.load(f)
-            complete = all(os.path.isfile(os.path.join(path, n)) for n in ("model.safetensors", "optimizer.pt"))
+            complete = os.path.isfile(os.path.join(path, "model.safetensors"))  # optimizer.pt is optional
+            # (save_only_model); everything the Trainer writes comes before trainer_state.json
         except (OSError, ValueError):
             complete = False
         if complete:
@@ -146,8 +147,10 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
 class PreemptionCallback(TrainerCallback):
     """SIGTERM (SLURM, spot instances, `kill`): finish the current optimizer step, save a checkpoint, stop.
 
-    Under several processes the flag is all-reduced every step so that all ranks stop at the same step and
-    save together (one scalar per step: microseconds next to a training step)."""
+    Under several processes the flag is all-reduced every CHECK_EVERY optimizer steps (the same steps on every
+    rank) so that all ranks stop at the same step and save together, without a host sync on every step."""
+
+    CHECK_EVERY = 10  # optimizer steps; a stop waits at most this many steps
 
     def __init__(self):
         self.requested = False
@@ -162,6 +165,8 @@ class PreemptionCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         flag = self.requested
         if torch.distributed.is_available() and torch.distributed.is_initialized():
+            if state.global_step % self.CHECK_EVERY and state.global_step < state.max_steps:
+                return control
             t = torch.tensor([1.0 if flag else 0.0], device=args.device)
             torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
             flag = bool(t.item())
@@ -179,3 +184,9 @@ class RankSeedCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if args.world_size > 1:
             set_seed(args.seed + args.process_index)
+
+
+def checkpoint_step(checkpoint: str | None) -> int:
+    """The optimizer step a checkpoint was saved at (0 without one)."""
+    m = re.search(r"checkpoint-(\d+)$", str(checkpoint or "").rstrip("/"))
+    return int(m.group(1)) if m else 0

@@ -22,6 +22,7 @@ def test_defaults_then_yaml_then_cli(tmp_path):
     assert (t.learning_rate, m.drop_rate, d.image_size, d.color_jitter) == (0.01, 0.5, 512, [.1, .2, .3, .05])
     d, m, t = parse_args(["--config", cfg, "--learning_rate", "0.1"] + BASE)  # CLI wins over YAML
     assert t.learning_rate == 0.1 and m.drop_rate == 0.5
+    assert parse_args([f"--config={cfg}"] + BASE)[1].drop_rate == 0.5  # the --flag=value spelling too
 
 
 def test_trainer_traps_have_safe_defaults():

@@ -168,3 +168,16 @@ def test_jpeg_draft_decodes_smaller_but_never_below_the_target(tmp_path):
     seed = data.TrainPreset(size=512, mean=(0.5,) * 3, std=(0.5,) * 3, crop="center", resize=(560, 560))
     assert seed.draft_size == 560
     assert data.TrainPreset(size=512, mean=(0.5,) * 3, std=(0.5,) * 3, crop="center").draft_size is None
+
+
+def test_file_and_class_names_that_look_like_splits_are_just_names(tmp_path):
+    # imagefolder guesses splits from names when given a data_dir; we hand it the scanned files instead.
+    for c in ("cat", "test", "val"):
+        make_folder(tmp_path / "train" / c, {}, flat=0)
+        for name in ("test_2.jpg", "ILSVRC2012_val_0003.JPEG", "train_shot.jpg", "x.jpg"):
+            Image.new("RGB", (8, 8)).save(tmp_path / "train" / c / name)
+    layout = data.scan_folder(str(tmp_path / "train"), "train_dir")
+    names = data.check_layouts(layout, None, None)
+    ds = data.load_split(layout, names)
+    assert names == ["cat", "test", "val"] and len(ds) == 12
+    assert np.bincount(ds["label"]).tolist() == [4, 4, 4]

@@ -105,6 +105,8 @@ BAD_INPUTS = [
     (["--model_name_or_path", "timm/resnet152.tv2_in1k", "--pretrained", "true"], "hf download"),
     (["--color_jitter", "0.4"], "color_jitter needs 4"),
     (["--drop_rate", "1.5"], "drop_rate"),
+    (["--top_k", "0"], "top_k must be >= 1"),
+    (["--validation_dir", "", "--validation_split", "0.05"], "cannot hold out validation_split=0.05"),
 ]
 
 

@@ -69,6 +69,10 @@ def test_rerun_resumes_from_last_checkpoint(tmp_path, image_dataset):
     out, results = run(tmp_path, image_dataset, "--num_train_epochs", "2")  # same output_dir, one more epoch
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["epoch"] == 2 and len([h for h in state["log_history"] if "loss" in h]) == 2
+    trained = json.loads((out / "train_results.json").read_text())
+    out, again = run(tmp_path, image_dataset, "--num_train_epochs", "2")  # finished already: nothing to train
+    assert json.loads((out / "train_results.json").read_text()) == trained  # real metrics kept, not zeros
+    assert again["train_loss"] == trained["train_loss"] > 0
 
 
 def test_bad_input_fails_before_model_is_built(tmp_path, image_dataset, monkeypatch):
