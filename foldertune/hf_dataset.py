@@ -21,7 +21,6 @@ import tempfile
 
 import datasets
 from datasets.info import DatasetInfo, DatasetInfosDict
-from datasets.table import embed_table_storage
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -92,6 +91,14 @@ def _label_counts(ds: datasets.Dataset) -> dict[int, int]:
     return out
 
 
+def _embed(batch: dict, root: str) -> dict:
+    images = []
+    for item in batch["image"]:
+        with open(item["path"], "rb") as f:
+            images.append({"bytes": f.read(), "path": os.path.relpath(item["path"], root)})
+    return {"image": images}
+
+
 def save_dataset(root: str, out: str, *, title: str | None = None) -> dict[str, int]:
     """out/README.md + out/data/<split>-NNNNN-of-MMMMM.parquet, the layout push_to_hub writes: load it with
     `datasets.load_dataset(out)`. Re-running replaces the parquet files. Returns rows per split."""
@@ -109,9 +116,12 @@ def save_dataset(root: str, out: str, *, title: str | None = None) -> dict[str, 
         nbytes = sum(os.path.getsize(p) for p in paths)
         shards = nbytes // MAX_SHARD_BYTES + 1
         for i in range(shards):
-            # The same embedding push_to_hub does: file bytes go into the table, paths become bare names.
-            shard = ds.shard(num_shards=shards, index=i, contiguous=True).with_format("arrow")
-            shard = shard.map(embed_table_storage, batched=True, batch_size=100, keep_in_memory=True)
+            # File bytes go into the table (as push_to_hub embeds them); the path kept beside them is the file's
+            # path under root (split/class/name), not the bare name push_to_hub keeps: names repeat across classes.
+            shard = ds.shard(num_shards=shards, index=i, contiguous=True).cast_column(
+                "image", datasets.Image(decode=False))
+            shard = shard.map(_embed, fn_kwargs={"root": root}, batched=True, batch_size=100, keep_in_memory=True)
+            shard = shard.cast_column("image", datasets.Image())
             shard.to_parquet(os.path.join(data_dir, f"{split}-{i:05d}-of-{shards:05d}.parquet"))
         infos[split] = datasets.SplitInfo(name=split, num_examples=len(ds), num_bytes=nbytes)
     card_data = DatasetCardData(task_categories=["image-classification"])

@@ -377,5 +377,5 @@ def test_training_starts_from_the_saved_format(tmp_path):
                    + TINY_ARGS)
     assert results["eval_samples"] == 5 and json.loads((out / "config.json").read_text())["label_names"] == ["Dog", "cat"]
     rows = list(csv.DictReader(open(out / "predictions.csv")))
-    assert sorted(r["file"] for r in rows) == [f"flat_{i:03d}.png" for i in range(3)]
+    assert sorted(r["file"] for r in rows) == [f"test/flat_{i:03d}.png" for i in range(3)]
     assert all(r["prediction"] in {"cat", "Dog"} for r in rows)
