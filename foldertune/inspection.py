@@ -138,9 +138,11 @@ def scan_dataset(root: str) -> Scan:
                                          detail="images at the top of a split that has class folders"))
         if not names and not flat:
             scan.problems.append(problem("layout", split=split, detail="split folder without images"))
-    train = scan.classes.get("train", [])
+    # Split folders keep their own spelling (Train/, VAL/): find train by meaning, not by exact name.
+    train_key = next((k for k in scan.classes if SPLIT_FOLDERS.get(k.lower()) == "train"), "train")
+    train = scan.classes.get(train_key, [])
     for split, names in scan.classes.items():
-        if split == "train" or not names or not train:
+        if split == train_key or not names or not train:
             continue
         extra, missing = sorted(set(names) - set(train)), sorted(set(train) - set(names))
         if extra:  # training stops on these (data.check_layouts)

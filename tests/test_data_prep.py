@@ -379,3 +379,11 @@ def test_training_starts_from_the_saved_format(tmp_path):
     rows = list(csv.DictReader(open(out / "predictions.csv")))
     assert sorted(r["file"] for r in rows) == [f"test/flat_{i:03d}.png" for i in range(3)]
     assert all(r["prediction"] in {"cat", "Dog"} for r in rows)
+
+
+def test_capitalised_split_folders_are_still_checked(tmp_path):
+    make_folder(tmp_path / "Train", {"a": 2, "b": 2}, seed=1)
+    make_folder(tmp_path / "Val", {"a": 1, "b": 1, "zebra": 1}, seed=2)
+    report = analyse_dataset(str(tmp_path), workers=1, progress=False)
+    kinds = [p["kind"] for p in report["problems"]]
+    assert "class_mismatch" in kinds
